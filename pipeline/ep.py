@@ -1,0 +1,232 @@
+"""Rate-based Equilibrium Propagation, discrete-time "prototypical" form (shared/SPEC.md section 1).
+
+Network: input x (fixed), layers s_1 .. s_L (the last is the output), one weight matrix per pair
+of adjacent layers used in both directions (symmetric), biases per layer. Every layer is updated
+from the previous step (synchronous):
+
+    s_l[t+1] = rho(s_{l-1}[t] W_l + b_l + s_{l+1}[t] W_{l+1}^T)        (s_0 = x)
+    rho(v)   = 1 / (1 + exp(-4 (v - 0.5)))    or the hard sigmoid clip(v, 0, 1)
+
+Nudging of the output during the second phase (y one-hot):
+    outside rho (Ernoult et al. 2019): s_L = rho(v) + beta (y - s_L)
+    inside rho:                        s_L = rho(v + beta (y - s_L))
+the second makes the nudged fixed point a stationary point of Phi - beta/2 ||y - s_L||^2, so the
+EP update tends to minus the gradient of L = 1/2 ||y - s_L*||^2 (tests/test_ep_gradient.py).
+
+EP update after the phases (B examples, per-layer rate eta_l):
+    dW_l = eta_l / (beta B) * sum_batch (s_{l-1}^b s_l^b^T - s_{l-1}* s_l*^T),   db_l likewise
+symmetric +-beta (Laborieux et al. 2021): (s^b, s*) -> (s^+beta, s^-beta) and beta -> 2 beta.
+C-EP (Ernoult et al. 2020): the same expression with (s[t+1], s[t]) applied at every nudged step.
+
+Implementation note (speed). The dynamics run on the centred state u = 2 s - 1. With
+z = 2 v - 1 the slope-4 sigmoid is rho(v) = (1 + tanh(z)) / 2, i.e. u = tanh(z), and the hard
+sigmoid is u = clip(z, -1, 1). Since s = (u + 1) / 2,
+
+    z_l = u_{l-1} W_l + u_{l+1} W_{l+1}^T + c_l,    c_l = 1 W_l + W_{l+1} 1 + 2 b_l - 1
+
+(for the first layer, 2 x W_1 replaces u_0 W_1 + 1 W_1). The offsets c_l are computed once per
+phase, so one step costs a matrix product, an add and a tanh per layer, instead of seven array
+operations in the rate form. Nudging maps exactly: 2 (y - s) = y~ - u with y~ = 2 y - 1, so
+outside rho u_L += beta (y~ - u_L), inside rho z_L += beta (y~ - u_L). The learning rule uses s = (u + 1) / 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from pipeline.backend import array_module
+
+
+class Params(NamedTuple):
+    """Weights and biases, updated in place. ``W[l]: (n_l, n_{l+1})``, ``b[l]: (n_{l+1},)``."""
+
+    W: list
+    b: list
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    T: int
+    K: int
+    beta: float
+    nudge: str = "symmetric"  # symmetric | one_sided | random_sign
+    placement: str = "outside"  # outside | inside
+    activation: str = "sigmoid"  # sigmoid | hard_sigmoid
+    rule: str = "ep"  # ep | cep
+
+
+def init_params(sizes: Sequence[int], seed: int, xp: ModuleType = np, dtype: str = "float32") -> Params:
+    """PyTorch ``nn.Linear`` default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
+    biases, drawn on the host with NumPy from ``seed`` so CPU and GPU start identical."""
+    rng = np.random.default_rng(seed)
+    W, b = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(n_in)
+        W.append(xp.asarray(rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype)))
+        b.append(xp.asarray(rng.uniform(-bound, bound, (n_out,)).astype(dtype)))
+    return Params(W, b)
+
+
+def centred_activation(name: str) -> Callable:
+    """rho in the centred coordinates: u = g(z) with u = 2 rho(v) - 1, z = 2 v - 1 (in place)."""
+    if name == "sigmoid":
+        return lambda z, xp: xp.tanh(z, out=z)
+    if name == "hard_sigmoid":
+        return lambda z, xp: xp.clip(z, -1.0, 1.0, out=z)
+    raise ValueError(f"ep.activation: unknown activation {name!r} (sigmoid | hard_sigmoid)")
+
+
+def rho(v, name: str = "sigmoid"):
+    """rho in the rate form (for readers and tests): slope-4 sigmoid centred at 0.5, or clip."""
+    xp = array_module(v)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + xp.exp(-4.0 * (v - 0.5)))
+    if name == "hard_sigmoid":
+        return xp.clip(v, 0.0, 1.0)
+    raise ValueError(f"ep.activation: unknown activation {name!r} (sigmoid | hard_sigmoid)")
+
+
+def to_rate(u):
+    """s = (u + 1) / 2: the EP state of each neuron, in [0, 1]."""
+    return (u + 1.0) * 0.5
+
+
+def offsets(params: Params, x) -> list:
+    """c_l of the module docstring; the first one includes the input drive, ``(B, n_1)``."""
+    W, b = params
+    L = len(W)
+    c = []
+    for l in range(L):
+        off = 2.0 * b[l] - 1.0
+        if l > 0:
+            off = off + W[l].sum(axis=0)
+        if l < L - 1:
+            off = off + W[l + 1].sum(axis=1)
+        c.append(off)
+    c[0] = c[0] + 2.0 * (x @ W[0])
+    return c
+
+
+def initial_state(params: Params, batch: int) -> list:
+    """All layers at s = 0, i.e. u = -1."""
+    xp = array_module(params.W[0])
+    return [xp.full((batch, w.shape[1]), -1.0, dtype=w.dtype) for w in params.W]
+
+
+def step(params: Params, c: list, u: Sequence, dyn: Dynamics, target=None, beta: float = 0.0) -> list:
+    """One synchronous update of every layer from the previous state ``u`` (centred form).
+
+    ``c``: offsets from ``offsets``; ``target``: y~ = 2 y - 1, ``(B, n_L)``; ``beta`` signed.
+    Returns the new state; ``u`` is not modified.
+    """
+    xp = array_module(u[0])
+    g = centred_activation(dyn.activation)
+    W = params.W
+    L = len(u)
+    new = []
+    for l in range(L):
+        z = u[l + 1] @ W[l + 1].T if l < L - 1 else u[l - 1] @ W[l] if l > 0 else xp.zeros_like(u[l])
+        if 0 < l < L - 1:
+            z += u[l - 1] @ W[l]
+        z += c[l]
+        if l == L - 1 and beta != 0.0:
+            nudge = beta * (target - u[l])
+            if dyn.placement == "inside":
+                z += nudge
+                g(z, xp)
+            else:
+                g(z, xp)
+                z += nudge
+        else:
+            g(z, xp)
+        new.append(z)
+    return new
+
+
+def run_phase(params: Params, c: list, u: Sequence, steps: int, dyn: Dynamics, target=None,
+              beta: float = 0.0) -> list:
+    for _ in range(steps):
+        u = step(params, c, u, dyn, target, beta)
+    return u
+
+
+def free_phase(params: Params, x, dyn: Dynamics, steps: int | None = None) -> list:
+    """T steps (or ``steps``) from s = 0 with no nudging; returns the centred state."""
+    c = offsets(params, x)
+    return run_phase(params, c, initial_state(params, x.shape[0]), dyn.T if steps is None else steps, dyn)
+
+
+def apply_update(params: Params, x, s_a: Sequence, s_b: Sequence, scale: Sequence[float]) -> None:
+    """W_l += scale_l * (s_{l-1}^a^T s_l^a - s_{l-1}^b^T s_l^b), b_l += scale_l * sum(s_l^a - s_l^b).
+
+    ``s_a``, ``s_b``: rate-form states (input excluded); ``scale_l`` = eta_l / (beta B).
+    The input layer is the same in both, so its term is x^T (s_1^a - s_1^b): one product.
+    """
+    W, b = params
+    for l in range(len(W)):
+        diff = s_a[l] - s_b[l]
+        if l == 0:
+            dW = x.T @ diff
+        else:
+            dW = s_a[l - 1].T @ s_a[l] - s_b[l - 1].T @ s_b[l]
+        W[l] += scale[l] * dW
+        b[l] += scale[l] * diff.sum(axis=0)
+
+
+def train_batch(params: Params, x, target, dyn: Dynamics, lr: Sequence[float], sign: float = 1.0):
+    """One EP step of learning on a batch. ``target``: y~ = 2 y - 1 ``(B, n_L)``; ``sign``: the
+    sign of beta for ``random_sign`` nudging. Returns the free-phase output (centred)."""
+    B = x.shape[0]
+    c = offsets(params, x)
+    u_free = run_phase(params, c, initial_state(params, B), dyn.T, dyn)
+    beta = dyn.beta * sign
+    if dyn.rule == "cep":
+        u = u_free
+        s_prev = [to_rate(v) for v in u]
+        for _ in range(dyn.K):
+            u = step(params, c, u, dyn, target, beta)
+            s_next = [to_rate(v) for v in u]
+            apply_update(params, x, s_next, s_prev, [eta / (beta * B) for eta in lr])
+            c = offsets(params, x)  # the weights moved: C-EP's next step sees them
+            s_prev = s_next
+        return u_free[-1]
+    u_pos = run_phase(params, c, u_free, dyn.K, dyn, target, beta)
+    if dyn.nudge == "symmetric":
+        u_neg = run_phase(params, c, u_free, dyn.K, dyn, target, -beta)
+        apply_update(params, x, [to_rate(v) for v in u_pos], [to_rate(v) for v in u_neg],
+                     [eta / (2.0 * beta * B) for eta in lr])
+    else:
+        apply_update(params, x, [to_rate(v) for v in u_pos], [to_rate(v) for v in u_free],
+                     [eta / (beta * B) for eta in lr])
+    return u_free[-1]
+
+
+def centred_target(labels, n_classes: int, xp: ModuleType, dtype) -> "np.ndarray":
+    """y~ = 2 onehot(labels) - 1, ``(B, n_classes)``."""
+    t = xp.full((labels.shape[0], n_classes), -1.0, dtype=dtype)
+    t[xp.arange(labels.shape[0]), labels] = 1.0
+    return t
+
+
+def evaluate(params: Params, x, labels, dyn: Dynamics, batch_size: int = 1000) -> tuple[float, float]:
+    """Test accuracy (argmax of the output after the free phase) and mean loss
+    1/2 ||y - s_L||^2 per example. Returns host floats (one device sync per batch)."""
+    xp = array_module(x)
+    correct, loss = 0, 0.0
+    n_classes = params.W[-1].shape[1]
+    for start in range(0, x.shape[0], batch_size):
+        xb, yb = x[start : start + batch_size], labels[start : start + batch_size]
+        out = to_rate(free_phase(params, xb, dyn)[-1])
+        onehot = (centred_target(yb, n_classes, xp, out.dtype) + 1.0) * 0.5
+        correct += int((out.argmax(axis=1) == yb).sum())
+        loss += float(0.5 * ((onehot - out) ** 2).sum())
+    return correct / x.shape[0], loss / x.shape[0]
+
+
+def is_finite(params: Params) -> bool:
+    xp = array_module(params.W[0])
+    return all(bool(xp.isfinite(a).all()) for a in (*params.W, *params.b))

@@ -1,0 +1,311 @@
+"""Typed, range-checked configuration: the schema every stage validates before doing any work.
+
+The stages compose a plain nested dict (Hydra, from ``params.yaml``) and hand it to
+``parse(Config, cfg)``. A wrong type, a missing or unknown key, or an out-of-range value raises
+``ConfigError`` whose message starts with the dotted key (``ep.beta: must be > 0, got -0.1``).
+This module is plain Python: the science package never imports Hydra or OmegaConf.
+
+Range rules live in each field's metadata: ``gt`` / ``ge`` / ``le`` (numbers, or every item of
+a list of numbers), ``choices``, ``min_len``, ``pattern`` (regular expression for strings).
+Cross-field rules live in a dataclass's ``check(path)`` method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range. Names the key."""
+
+
+def _meta(**rules: Any) -> dict:
+    return {"rules": rules}
+
+
+def opt(default: Any, **rules: Any) -> Any:
+    """A dataclass field with a default and range rules."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=_meta(**rules))
+    return field(default=default, metadata=_meta(**rules))
+
+
+def req(**rules: Any) -> Any:
+    """A required dataclass field (no default) with range rules."""
+    return field(metadata=_meta(**rules))
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeCfg:
+    device: str = opt("auto", choices=("auto", "cpu", "gpu"))
+    seed: int = opt(0, ge=0)
+    dtype: str = opt("float32", choices=("float32", "float64"))
+    progress: bool = opt(True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingCfg:
+    # None: SQLite store mlflow.db at the repository root (absolute path); the environment
+    # variable MLFLOW_TRACKING_URI overrides both.
+    uri: str | None = opt(None)
+    experiment: str = opt("eqspike", min_len=1)
+    artifact_dir: str = opt("mlartifacts", min_len=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceCfg:
+    kind: str = req(choices=("https", "npm", "local"))
+    # https: base URL, file names are appended with ".gz"
+    url: str | None = opt(None)
+    # npm: package spec for `npm pack`, and the folder inside the tarball that holds the files
+    package: str | None = opt(None)
+    package_dir: str = opt("package/data")
+    # local: a directory holding the files, plain or .gz; None means "not configured"
+    path: str | None = opt(None)
+
+    def check(self, path: str) -> None:
+        needed = {"https": "url", "npm": "package"}.get(self.kind)
+        if needed and not getattr(self, needed):
+            raise ConfigError(f"{path}.{needed}: required for a source of kind {self.kind!r}")
+        if self.kind == "https" and not str(self.url).startswith(("https://", "http://")):
+            raise ConfigError(f"{path}.url: must start with https:// or http://, got {self.url!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdxFileCfg:
+    name: str = req(pattern=r"[A-Za-z0-9._-]+")
+    sha256: str = req(pattern=r"[0-9a-f]{64}")
+    shape: list[int] = req(min_len=1, ge=1)
+    # label files only: expected count of each class, in class order
+    label_counts: list[int] | None = opt(None, ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataCfg:
+    name: str = opt("mnist", min_len=1)
+    dir: str = opt("data/mnist", min_len=1)
+    timeout_s: float = opt(30.0, gt=0)
+    sources: list[SourceCfg] = req(min_len=1)
+    train_images: IdxFileCfg = req()
+    train_labels: IdxFileCfg = req()
+    test_images: IdxFileCfg = req()
+    test_labels: IdxFileCfg = req()
+    # use only the first n examples (None: all); for smoke runs and tests
+    n_train: int | None = opt(None, ge=1)
+    n_test: int | None = opt(None, ge=1)
+
+    def files(self) -> dict[str, IdxFileCfg]:
+        return {
+            "train_images": self.train_images,
+            "train_labels": self.train_labels,
+            "test_images": self.test_images,
+            "test_labels": self.test_labels,
+        }
+
+    def check(self, path: str) -> None:
+        for key, f in self.files().items():
+            is_labels = key.endswith("labels")
+            if is_labels and f.label_counts is not None and sum(f.label_counts) != f.shape[0]:
+                raise ConfigError(
+                    f"{path}.{key}.label_counts: sum {sum(f.label_counts)} != shape[0] {f.shape[0]}"
+                )
+        if self.train_images.shape[1:] != self.test_images.shape[1:]:
+            raise ConfigError(f"{path}.test_images.shape: image shape differs from train_images")
+
+    @property
+    def n_pixels(self) -> int:
+        n = 1
+        for d in self.train_images.shape[1:]:
+            n *= d
+        return n
+
+    @property
+    def n_classes(self) -> int:
+        counts = self.train_labels.label_counts
+        return len(counts) if counts else 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class EPOutCfg:
+    weights: str = opt("models/ep.npz")
+    checkpoint: str = opt("checkpoints/ep.npz")
+    metrics: str = opt("metrics/train_ep.json")
+    curve_csv: str = opt("plots/train_ep.csv")
+    curve_png: str = opt("plots/train_ep.png")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EPCfg:
+    """Rate-based Equilibrium Propagation (shared/SPEC.md section 1)."""
+
+    sizes: list[int] = opt([784, 512, 10], min_len=2, ge=1)
+    activation: str = opt("sigmoid", choices=("sigmoid", "hard_sigmoid"))
+    T: int = opt(30, ge=1)
+    K: int = opt(10, ge=1)
+    beta: float = opt(0.2, gt=0)
+    nudge: str = opt("symmetric", choices=("symmetric", "one_sided", "random_sign"))
+    # "outside": o = rho(.) + beta (y - o) (Ernoult's code); "inside": o = rho(. + beta (y - o))
+    nudge_placement: str = opt("outside", choices=("outside", "inside"))
+    rule: str = opt("ep", choices=("ep", "cep"))
+    lr: list[float] = opt([0.08, 0.04], min_len=1, gt=0)
+    batch_size: int = opt(20, ge=1)
+    epochs: int = opt(30, ge=1)
+    eval_batch_size: int = opt(1000, ge=1)
+    # multiply every learning rate by this factor after each epoch (1.0: constant)
+    lr_decay: float = opt(1.0, gt=0, le=1)
+    out: EPOutCfg = opt(EPOutCfg())
+
+    def check(self, path: str) -> None:
+        if len(self.lr) != len(self.sizes) - 1:
+            raise ConfigError(
+                f"{path}.lr: needs one learning rate per weight matrix "
+                f"({len(self.sizes) - 1} for sizes {self.sizes}), got {len(self.lr)}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    runtime: RuntimeCfg = opt(RuntimeCfg())
+    tracking: TrackingCfg = opt(TrackingCfg())
+    data: DataCfg = req()
+    ep: EPCfg = opt(EPCfg())
+
+    def check(self, path: str) -> None:
+        if self.ep.sizes[0] != self.data.n_pixels:
+            raise ConfigError(
+                f"ep.sizes: input layer {self.ep.sizes[0]} does not match the data "
+                f"({self.data.n_pixels} pixels per image)"
+            )
+        if self.ep.sizes[-1] != self.data.n_classes:
+            raise ConfigError(
+                f"ep.sizes: output layer {self.ep.sizes[-1]} does not match the data "
+                f"({self.data.n_classes} classes)"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------------
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_rules(value: Any, rules: Mapping[str, Any], path: str) -> None:
+    items = value if isinstance(value, list) else [value]
+    if "min_len" in rules and len(value) < rules["min_len"]:
+        raise ConfigError(f"{path}: needs at least {rules['min_len']} item(s), got {value!r}")
+    if "choices" in rules and value not in rules["choices"]:
+        raise ConfigError(f"{path}: must be one of {list(rules['choices'])}, got {value!r}")
+    if "pattern" in rules and not re.fullmatch(rules["pattern"], value):
+        raise ConfigError(f"{path}: {value!r} does not match the pattern {rules['pattern']!r}")
+    for v in items:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if "gt" in rules and not v > rules["gt"]:
+            raise ConfigError(f"{path}: must be > {rules['gt']}, got {value!r}")
+        if "ge" in rules and not v >= rules["ge"]:
+            raise ConfigError(f"{path}: must be >= {rules['ge']}, got {value!r}")
+        if "le" in rules and not v <= rules["le"]:
+            raise ConfigError(f"{path}: must be <= {rules['le']}, got {value!r}")
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, path)
+    if value is None:
+        raise ConfigError(f"{path}: must not be null (expected {_type_name(tp)})")
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return parse(tp, value, path)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"schema type {tp!r} at {path} is not supported")  # a bug in the schema
+
+
+def parse(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
+    """Build dataclass ``cls`` from the nested mapping ``data``, validating every value."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key (known: {sorted(known)})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = _join(path, f.name)
+        if f.name in data:
+            value = _convert(hints[f.name], data[f.name], key)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            raise ConfigError(f"{key}: missing required key")
+        if value is not None:
+            _check_rules(value, f.metadata.get("rules", {}), key)
+        kwargs[f.name] = value
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        obj.check(path or "config")
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain nested dict/list form of a parsed config (for logging and hashing)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists of scalars stay values, lists of mappings
+    are indexed (``data.sources.0.kind``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = _join(prefix, k)
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key))
+        elif isinstance(v, list) and any(isinstance(i, Mapping) for i in v):
+            out.update(flatten({str(i): item for i, item in enumerate(v)}, key))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,223 @@
+"""What every stage shares: config loading (Hydra compose over params.yaml), validation, MLflow
+tracking, atomic output writing. Stages are thin: ``main = stage_main("name", worker)``.
+
+Config: ``params.yaml`` (generated from ``conf/`` by DVC's Hydra composition) is composed with
+the command line's overrides (``python -m stages.fetch_data data.timeout_s=5``) through Hydra's
+compose API, which writes no output folders, then validated by ``pipeline.schema`` before any
+work. Tracking: one MLflow run per stage run, FAILED when the worker raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pipeline.schema import Config, ConfigError, flatten, parse
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS_FILE = "params.yaml"
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be reached or created."""
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+def compose_raw(overrides: list[str] | None = None, config_dir: Path | None = None,
+                config_name: str = "params") -> dict:
+    """Compose ``<config_dir>/<config_name>.yaml`` with Hydra and return a plain dict.
+
+    By default this is ``params.yaml`` at the repository root; ``conf/`` + ``config`` gives the
+    defaults that ``params.yaml`` must equal (tests/test_config.py).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    config_dir = REPO if config_dir is None else config_dir
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            cfg = compose(config_name=config_name, overrides=list(overrides or []))
+        return OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"cannot compose {config_dir / config_name}.yaml with overrides {overrides}: {exc}") from exc
+
+
+def load_config(overrides: list[str] | None = None) -> tuple[dict, Config]:
+    raw = compose_raw(overrides)
+    return raw, parse(Config, raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------
+
+
+def repo_path(relative: str) -> Path:
+    return REPO / relative
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+# --------------------------------------------------------------------------------------------
+# Tracking
+# --------------------------------------------------------------------------------------------
+
+
+def tracking_root() -> Path:
+    """The repository that owns the MLflow store. Queued DVC experiments run in a temporary
+    copy; DVC then sets DVC_ROOT to the parent repository, so their runs land in its store."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root else REPO
+
+
+def tracking_uri(cfg: Config) -> str:
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or cfg.tracking.uri
+        or f"sqlite:///{tracking_root() / 'mlflow.db'}"
+    )
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _connect(cfg: Config):
+    """Point MLflow at the store and make sure it answers, fast; return the experiment id."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        db_dir = Path(uri[len("sqlite:///"):]).parent
+        if not db_dir.is_dir() or not os.access(db_dir, os.W_OK):
+            raise TrackingError(f"MLflow store {uri}: directory {db_dir} does not exist or is not writable")
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if uri.startswith("sqlite:") or uri.startswith("file:"):
+            location = (tracking_root() / cfg.tracking.artifact_dir).resolve().as_uri()
+        return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location)
+    except Exception as exc:  # MLflow raises many kinds; all mean "cannot use this store"
+        raise TrackingError(f"cannot reach the MLflow tracking store at {uri}: {exc}") from exc
+
+
+class Run:
+    """What a worker may log; the stage keeps MLflow out of ``pipeline/``."""
+
+    def __init__(self, mlflow_module, run_id: str):
+        self._mlflow, self.run_id = mlflow_module, run_id
+
+    def metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        self._mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+
+    def artifact(self, path: Path, subdir: str | None = None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=subdir)
+
+    def tags(self, values: dict[str, str]) -> None:
+        self._mlflow.set_tags(values)
+
+
+@contextmanager
+def tracked(stage: str, raw: dict, cfg: Config) -> Iterator[Run]:
+    import mlflow
+
+    experiment_id = _connect(cfg)
+    tags = {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))),
+        "dvc_stage": os.environ.get("DVC_STAGE", stage),
+        "stage": stage,
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+        params = {k: str(v)[:6000] for k, v in flatten(raw).items()}
+        items = sorted(params.items())
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            mlflow.log_params(dict(items[i : i + 100]))
+        yield Run(mlflow, run.info.run_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def stage_main(stage: str, worker: Callable[[Config, Run], None]) -> Callable[[list[str] | None], int]:
+    """Build ``main(argv)``: load and validate config, open an MLflow run, call the worker.
+
+    Exit codes: 0 success, 1 the worker failed (run marked FAILED), 2 bad config (nothing
+    done), 3 tracking store unreachable (nothing done).
+    """
+
+    def main(argv: list[str] | None = None) -> int:
+        argv = sys.argv[1:] if argv is None else argv
+        start = time.monotonic()
+        try:
+            raw, cfg = load_config(argv)
+        except ConfigError as exc:
+            print(f"{stage}: bad config: {exc}", file=sys.stderr)
+            return 2
+        try:
+            with tracked(stage, raw, cfg) as run:
+                try:
+                    worker(cfg, run)
+                    run.metrics({"stage_seconds": time.monotonic() - start})
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    import mlflow
+
+                    mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+                    mlflow.end_run(status="FAILED")
+                    if os.environ.get("EQSPIKE_TRACEBACK"):
+                        traceback.print_exc()
+                    print(f"{stage}: failed: {exc}", file=sys.stderr)
+                    return 1
+        except TrackingError as exc:
+            print(f"{stage}: {exc}", file=sys.stderr)
+            return 3
+        return 0
+
+    return main
