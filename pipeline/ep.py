@@ -32,9 +32,10 @@ outside rho u_L += beta (y~ - u_L), inside rho z_L += beta (y~ - u_L). The learn
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -71,13 +72,23 @@ def init_params(sizes: Sequence[int], seed: int, xp: ModuleType = np, dtype: str
     return Params(W, b)
 
 
+def _tanh(z, xp):
+    return xp.tanh(z, out=z)
+
+
+def _clip(z, xp):
+    return xp.clip(z, -1.0, 1.0, out=z)
+
+
+_CENTRED = {"sigmoid": _tanh, "hard_sigmoid": _clip}
+
+
 def centred_activation(name: str) -> Callable:
     """rho in the centred coordinates: u = g(z) with u = 2 rho(v) - 1, z = 2 v - 1 (in place)."""
-    if name == "sigmoid":
-        return lambda z, xp: xp.tanh(z, out=z)
-    if name == "hard_sigmoid":
-        return lambda z, xp: xp.clip(z, -1.0, 1.0, out=z)
-    raise ValueError(f"ep.activation: unknown activation {name!r} (sigmoid | hard_sigmoid)")
+    try:
+        return _CENTRED[name]
+    except KeyError:
+        raise ValueError(f"ep.activation: unknown activation {name!r} (sigmoid | hard_sigmoid)") from None
 
 
 def rho(v, name: str = "sigmoid"):
@@ -129,12 +140,19 @@ def step(params: Params, c: list, u: Sequence, dyn: Dynamics, target=None, beta:
     L = len(u)
     new = []
     for l in range(L):
-        z = u[l + 1] @ W[l + 1].T if l < L - 1 else u[l - 1] @ W[l] if l > 0 else xp.zeros_like(u[l])
-        if 0 < l < L - 1:
-            z += u[l - 1] @ W[l]
+        # input from above (W^T) and from below (W); the first layer's input drive is in c[0]
+        if l + 1 < L:
+            z = u[l + 1] @ W[l + 1].T
+            if l > 0:
+                z += u[l - 1] @ W[l]
+        elif l > 0:
+            z = u[l - 1] @ W[l]
+        else:
+            z = xp.zeros_like(u[l])
         z += c[l]
-        if l == L - 1 and beta != 0.0:
-            nudge = beta * (target - u[l])
+        if l + 1 == L and beta != 0.0:
+            nudge = target - u[l]
+            nudge *= beta
             if dyn.placement == "inside":
                 z += nudge
                 g(z, xp)
@@ -169,12 +187,12 @@ def apply_update(params: Params, x, s_a: Sequence, s_b: Sequence, scale: Sequenc
     W, b = params
     for l in range(len(W)):
         diff = s_a[l] - s_b[l]
+        diff *= scale[l]  # scale the small (B, n) factor, not the (n_in, n_out) product
         if l == 0:
-            dW = x.T @ diff
+            W[l] += x.T @ diff
         else:
-            dW = s_a[l - 1].T @ s_a[l] - s_b[l - 1].T @ s_b[l]
-        W[l] += scale[l] * dW
-        b[l] += scale[l] * diff.sum(axis=0)
+            W[l] += scale[l] * (s_a[l - 1].T @ s_a[l] - s_b[l - 1].T @ s_b[l])
+        b[l] += diff.sum(axis=0)
 
 
 def train_batch(params: Params, x, target, dyn: Dynamics, lr: Sequence[float], sign: float = 1.0):
@@ -205,7 +223,7 @@ def train_batch(params: Params, x, target, dyn: Dynamics, lr: Sequence[float], s
     return u_free[-1]
 
 
-def centred_target(labels, n_classes: int, xp: ModuleType, dtype) -> "np.ndarray":
+def centred_target(labels, n_classes: int, xp: ModuleType, dtype) -> np.ndarray:
     """y~ = 2 onehot(labels) - 1, ``(B, n_classes)``."""
     t = xp.full((labels.shape[0], n_classes), -1.0, dtype=dtype)
     t[xp.arange(labels.shape[0]), labels] = 1.0

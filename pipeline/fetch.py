@@ -28,8 +28,8 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
@@ -76,7 +76,7 @@ class _Https:
                         bar.update(len(chunk))
         except urllib.error.HTTPError as exc:  # the server answered: only this file is missing
             raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise SourceUnavailable(f"{url}: no answer within {self.timeout_s} s") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

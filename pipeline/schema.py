@@ -16,8 +16,10 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range. Names the key."""
@@ -169,6 +171,11 @@ class EPCfg:
             raise ConfigError(
                 f"{path}.lr: needs one learning rate per weight matrix "
                 f"({len(self.sizes) - 1} for sizes {self.sizes}), got {len(self.lr)}"
+            )
+        if self.rule == "cep" and self.nudge == "symmetric":
+            raise ConfigError(
+                f"{path}.rule: cep (continual EP) updates during one nudged phase; "
+                f"use {path}.nudge=one_sided or random_sign with it"
             )
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from types import ModuleType
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -36,11 +36,20 @@ def dynamics(cfg: EPCfg) -> ep.Dynamics:
                        placement=cfg.nudge_placement, activation=cfg.activation, rule=cfg.rule)
 
 
+def code_digest() -> str:
+    """Hash of the modules that shape the weights: a checkpoint made by other code is not resumed."""
+    h = hashlib.sha256()
+    for path in (ep.__file__, __file__):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
 def run_key(cfg: EPCfg, seed: int, dtype: str, n_train: int) -> str:
-    """Identity of a training run for resuming: everything that shapes the weights except the
-    number of epochs (so a finished run can be extended) and the output paths."""
+    """Identity of a training run for resuming: everything that shapes the weights (config,
+    seed, data size, code) except the number of epochs, so a finished run can be extended."""
     relevant = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "out", "eval_batch_size")}
-    relevant.update(seed=seed, dtype=dtype, n_train=n_train)
+    relevant.update(seed=seed, dtype=dtype, n_train=n_train, code=code_digest())
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

