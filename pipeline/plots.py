@@ -33,3 +33,42 @@ def learning_curves(records: Sequence[dict], path: Path, title: str, reference: 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def spike_raster(raster: dict, path: Path, title: str, label: int, n_show: int = 80) -> None:
+    """Raster of one example: input pixels (the most active), hidden neurons (the most active)
+    and all outputs, through the free and nudged phases, phases separated by lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    phases = list(raster)
+    steps = [len(raster[p]) for p in phases]
+    n_layers = len(raster[phases[0]][0])
+    names = ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
+    fig, axes = plt.subplots(n_layers, 1, figsize=(10, 2.2 * n_layers), sharex=True,
+                             gridspec_kw={"height_ratios": [3] * (n_layers - 1) + [1.2]})
+    for layer, ax in enumerate(axes):
+        trains = np.concatenate([np.stack([np.asarray(s[layer])[0] for s in raster[p]]) for p in phases])
+        if layer < n_layers - 1:
+            keep = np.argsort(-trains.sum(axis=0), kind="stable")[:n_show]
+            trains = trains[:, np.sort(keep)]
+        t, neuron = np.nonzero(trains)
+        ax.scatter(t, neuron, s=2, marker="|", color="k")
+        ax.set_ylabel(f"{names[layer]}\n({trains.shape[1]} shown)")
+        edge = 0
+        for p, n in zip(phases, steps):
+            ax.axvline(edge, color="C3", lw=0.8)
+            if layer == 0:
+                ax.text(edge + n / 2, trains.shape[1] * 1.02, p, ha="center", va="bottom", fontsize=8)
+            edge += n
+        if layer == n_layers - 1:
+            ax.set_yticks(range(trains.shape[1]))
+            ax.axhline(label, color="C2", lw=4, alpha=0.3)
+    axes[-1].set_xlabel("time step (free phase, then each nudged phase from the free state)")
+    fig.suptitle(f"{title} (label {label}: green band)", y=1.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -136,6 +136,14 @@ class DataCfg:
         return len(counts) if counts else 10
 
 
+def _check_one_rate_per_matrix(path: str, lr: list[float], sizes: list[int]) -> None:
+    if len(lr) != len(sizes) - 1:
+        raise ConfigError(
+            f"{path}.lr: needs one learning rate per weight matrix "
+            f"({len(sizes) - 1} for sizes {sizes}), got {len(lr)}"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EPOutCfg:
     weights: str = opt("models/ep.npz")
@@ -164,14 +172,13 @@ class EPCfg:
     eval_batch_size: int = opt(1000, ge=1)
     # multiply every learning rate by this factor after each epoch (1.0: constant)
     lr_decay: float = opt(1.0, gt=0, le=1)
+    # evaluate (and save) an exponential moving average of the weights, factor per update
+    # (0: off, use the raw weights)
+    ema_decay: float = opt(0.0, ge=0, lt=1)
     out: EPOutCfg = opt(EPOutCfg())
 
     def check(self, path: str) -> None:
-        if len(self.lr) != len(self.sizes) - 1:
-            raise ConfigError(
-                f"{path}.lr: needs one learning rate per weight matrix "
-                f"({len(self.sizes) - 1} for sizes {self.sizes}), got {len(self.lr)}"
-            )
+        _check_one_rate_per_matrix(path, self.lr, self.sizes)
         if self.rule == "cep" and self.nudge == "symmetric":
             raise ConfigError(
                 f"{path}.rule: cep (continual EP) updates during one nudged phase; "
@@ -180,23 +187,80 @@ class EPCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NeuronCfg:
+    """Spiking neuron model of EqSpike (shared/SPEC.md section 2)."""
+
+    model: str = opt("sigma_delta", choices=("sigma_delta", "bernoulli"))
+    # sigma-delta: spike when the accumulator reaches it; rate = s / threshold. >= 1 keeps the
+    # spikes binary (at most one per step, since s <= 1)
+    threshold: float = opt(1.0, ge=1.0)
+    # synaptic trace r += (S - r) / tau; >= 1 so that the trace stays in [0, 1]
+    tau_syn_steps: float = opt(5.0, ge=1.0)
+    # state update s += leak (rho(.) - s); 1: no leak
+    leak: float = opt(1.0, gt=0, le=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EqSpikeOutCfg:
+    weights: str = opt("models/eqspike.npz")
+    checkpoint: str = opt("checkpoints/eqspike.npz")
+    metrics: str = opt("metrics/train_eqspike.json")
+    events: str = opt("metrics/events_eqspike.json")
+    curve_csv: str = opt("plots/train_eqspike.csv")
+    curve_png: str = opt("plots/train_eqspike.png")
+    raster_png: str = opt("plots/raster_eqspike.png")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EqSpikeCfg:
+    """EqSpike training (shared/SPEC.md section 2); the neuron model is the ``neuron`` group."""
+
+    sizes: list[int] = opt([784, 512, 10], min_len=2, ge=1)
+    activation: str = opt("sigmoid", choices=("sigmoid", "hard_sigmoid"))
+    T: int = opt(40, ge=1)
+    K: int = opt(20, ge=1)
+    beta: float = opt(0.5, gt=0)
+    nudge: str = opt("symmetric", choices=("symmetric", "one_sided", "random_sign"))
+    # presynaptic factor of the rule: the spike (spike-driven) or its trace (ablation)
+    pre_factor: str = opt("spike", choices=("spike", "trace"))
+    lr: list[float] = opt([0.08, 0.04], min_len=1, gt=0)
+    batch_size: int = opt(20, ge=1)
+    epochs: int = opt(10, ge=1)
+    eval_batch_size: int = opt(1000, ge=1)
+    lr_decay: float = opt(1.0, gt=0, le=1)
+    ema_decay: float = opt(0.999, ge=0, lt=1)
+    # prediction: output state averaged over the last n free steps
+    eval_avg_steps: int = opt(10, ge=1)
+    out: EqSpikeOutCfg = opt(EqSpikeOutCfg())
+
+    def check(self, path: str) -> None:
+        _check_one_rate_per_matrix(path, self.lr, self.sizes)
+        if self.eval_avg_steps > self.T:
+            raise ConfigError(f"{path}.eval_avg_steps: {self.eval_avg_steps} > T = {self.T}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     runtime: RuntimeCfg = opt(RuntimeCfg())
     tracking: TrackingCfg = opt(TrackingCfg())
     data: DataCfg = req()
     ep: EPCfg = opt(EPCfg())
+    neuron: NeuronCfg = opt(NeuronCfg())
+    eqspike: EqSpikeCfg = opt(EqSpikeCfg())
 
     def check(self, path: str) -> None:
-        if self.ep.sizes[0] != self.data.n_pixels:
-            raise ConfigError(
-                f"ep.sizes: input layer {self.ep.sizes[0]} does not match the data "
-                f"({self.data.n_pixels} pixels per image)"
-            )
-        if self.ep.sizes[-1] != self.data.n_classes:
-            raise ConfigError(
-                f"ep.sizes: output layer {self.ep.sizes[-1]} does not match the data "
-                f"({self.data.n_classes} classes)"
-            )
+        for key in ("ep", "eqspike"):
+            sizes = getattr(self, key).sizes
+            if sizes[0] != self.data.n_pixels:
+                raise ConfigError(
+                    f"{key}.sizes: input layer {sizes[0]} does not match the data "
+                    f"({self.data.n_pixels} pixels per image)"
+                )
+            if sizes[-1] != self.data.n_classes:
+                raise ConfigError(
+                    f"{key}.sizes: output layer {sizes[-1]} does not match the data "
+                    f"({self.data.n_classes} classes)"
+                )
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +293,8 @@ def _check_rules(value: Any, rules: Mapping[str, Any], path: str) -> None:
             raise ConfigError(f"{path}: must be >= {rules['ge']}, got {value!r}")
         if "le" in rules and not v <= rules["le"]:
             raise ConfigError(f"{path}: must be <= {rules['le']}, got {value!r}")
+        if "lt" in rules and not v < rules["lt"]:
+            raise ConfigError(f"{path}: must be < {rules['lt']}, got {value!r}")
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:

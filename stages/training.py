@@ -1,0 +1,106 @@
+"""What the two training stages share: resume from checkpoint, train, write the outputs.
+
+The stage modules (``train_ep``, ``train_eqspike``) only pick the model and its extra outputs.
+Checkpoints are written every epoch; a rerun with the same config and code resumes after the
+last finished epoch and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+
+from pipeline import ep
+from pipeline.backend import device_name
+from pipeline.data import Dataset
+from pipeline.plots import learning_curves
+from pipeline.train import copy_params, fit, load_weights, run_key, save_weights
+from stages.common import Run, atomic_write, repo_path, write_json
+
+CURVE_FIELDS = ["epoch", "train_accuracy", "train_error", "test_accuracy", "test_error",
+                "test_accuracy_raw", "test_loss", "seconds", "eval_seconds"]
+
+
+def write_csv(path, records) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CURVE_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(records)
+
+    atomic_write(path, write)
+
+
+def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run: Run, title: str,
+                    reference: float, progress: bool, key_extra: dict | None = None,
+                    after: Callable[[ep.Params, list[dict]], dict] | None = None) -> tuple[ep.Params, list[dict]]:
+    """Resume or start, train to ``model_cfg.epochs``, write weights, metrics, curves.
+
+    ``after(params, history)`` may add entries to the metrics JSON (and write more outputs).
+    Returns the evaluated weights (the average when ``ema_decay`` > 0) and the history.
+    """
+    xp, out = model.xp, model_cfg.out
+    key = run_key(model_cfg, seed, dtype, len(data.y_train), key_extra)
+    run.tags({"device": device_name(xp), "run_key": key})
+
+    # ---- resume from the checkpoint when it belongs to this run ---------------------------
+    ckpt = repo_path(out.checkpoint)
+    use_ema = model_cfg.ema_decay > 0
+    start_epoch, history = 0, []
+    if ckpt.is_file():
+        params, extra = load_weights(ckpt, xp)
+        if extra.get("run_key") == key and int(extra["epoch"]) <= model_cfg.epochs:
+            start_epoch = int(extra["epoch"])
+            history = json.loads(str(extra["history"]))[:start_epoch]
+            ema = load_weights(ckpt, xp, prefix="ema_")[0] if use_ema else None
+            print(f"resuming from {ckpt} after epoch {start_epoch}")
+        else:
+            print(f"{ckpt} belongs to another config; starting from scratch")
+    if start_epoch == 0:
+        params = ep.init_params(model_cfg.sizes, seed, xp, dtype)
+        ema = copy_params(params) if use_ema else None
+    for record in history:
+        run.metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+
+    # ---- train, checkpoint after every epoch ---------------------------------------------
+    def on_epoch_end(epoch: int, record: dict) -> None:
+        history.append(record)
+        run.metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        atomic_write(ckpt, lambda p: save_weights(p, params, ema, epoch=epoch + 1, run_key=key,
+                                                  history=json.dumps(history)))
+        raw = f"  (raw weights {record['test_accuracy_raw']:.4f})" if "test_accuracy_raw" in record else ""
+        print(f"{model.name} epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}  "
+              f"test acc {record['test_accuracy']:.4f}{raw}  ({record['seconds']:.1f} s)", flush=True)
+
+    fit(model, params, data, seed, start_epoch, ema, on_epoch_end, progress)
+
+    # ---- outputs ------------------------------------------------------------------------
+    final = ema if use_ema else params
+    last = history[-1]
+    seconds = [r["seconds"] for r in history]
+    metrics = {
+        "test_accuracy": last["test_accuracy"],
+        "train_accuracy": last["train_accuracy"],
+        "test_loss": last["test_loss"],
+        "best_test_accuracy": max(r["test_accuracy"] for r in history),
+        "epochs": len(history),
+        "seconds_per_epoch": sum(seconds) / len(seconds),
+        "train_seconds_total": sum(seconds),
+        "device": device_name(xp),
+        "n_train": len(data.y_train),
+        "n_test": len(data.y_test),
+        "weights_evaluated": "moving average" if use_ema else "raw",
+    }
+    if "test_accuracy_raw" in last:
+        metrics["test_accuracy_raw"] = last["test_accuracy_raw"]
+    if after is not None:
+        metrics.update(after(final, history))
+    atomic_write(repo_path(out.weights), lambda p: save_weights(p, final, epoch=len(history), run_key=key))
+    write_json(repo_path(out.metrics), metrics)
+    write_csv(repo_path(out.curve_csv), history)
+    atomic_write(repo_path(out.curve_png), lambda p: learning_curves(history, p, title, reference))
+    run.metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=len(history))
+    for path in (out.metrics, out.curve_csv, out.curve_png, out.weights):
+        run.artifact(repo_path(path))
+    return final, history
