@@ -240,6 +240,65 @@ class EqSpikeCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Sourced:
+    """A published (or assumed) constant and where it comes from."""
+
+    value: float = req(ge=0)
+    source: str = req(min_len=3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuromorphicPresetCfg:
+    """Energy per event of a neuromorphic technology (shared/anchors.md), in picojoules."""
+
+    name: str = req(min_len=1)
+    description: str = req(min_len=1)
+    synaptic_event_pj: Sourced = req()  # a spike delivered to one synapse (read + accumulate)
+    spike_pj: Sourced = req()  # generating and routing one spike
+    neuron_update_pj: Sourced = req()  # one neuron's state update in one time step
+    weight_update_pj: Sourced = req()  # one spike-triggered synaptic weight change
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuPresetCfg:
+    """GPU energy: per FLOP (spec division), or measured per inference / training example."""
+
+    name: str = req(min_len=1)
+    description: str = req(min_len=1)
+    flop_pj: Sourced | None = opt(None)
+    inference_j: Sourced | None = opt(None)
+    training_example_j: Sourced | None = opt(None)
+
+    def check(self, path: str) -> None:
+        measured = self.inference_j is not None and self.training_example_j is not None
+        if self.flop_pj is None and not measured:
+            raise ConfigError(
+                f"{path}.flop_pj: missing (a GPU preset needs flop_pj, or both inference_j and "
+                "training_example_j)"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyOutCfg:
+    metrics: str = opt("metrics/energy.json")
+    table_csv: str = opt("plots/energy.csv")
+    chart_png: str = opt("plots/energy.png")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyCfg:
+    """Energy estimate (claim C4, shared/SPEC.md section 5). ``neuromorphic`` and ``gpu`` are the
+    headline pair; every preset file under ``preset_dir``/{neuromorphic,gpu} is compared."""
+
+    neuromorphic: NeuromorphicPresetCfg = req()
+    gpu: GpuPresetCfg = req()
+    preset_dir: str = opt("conf/energy", min_len=1)
+    paper_inference_ratio: float = opt(1000.0, gt=0)
+    paper_training_ratio: float = opt(100.0, gt=0)
+    out: EnergyOutCfg = opt(EnergyOutCfg())
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     runtime: RuntimeCfg = opt(RuntimeCfg())
     tracking: TrackingCfg = opt(TrackingCfg())
@@ -247,6 +306,7 @@ class Config:
     ep: EPCfg = opt(EPCfg())
     neuron: NeuronCfg = opt(NeuronCfg())
     eqspike: EqSpikeCfg = opt(EqSpikeCfg())
+    energy: EnergyCfg | None = opt(None)
 
     def check(self, path: str) -> None:
         for key in ("ep", "eqspike"):

@@ -20,7 +20,7 @@ def test_params_yaml_matches_conf():
     assert composed == committed, "params.yaml is stale: run `python -m stages.compose`"
 
 
-GROUP_FILES = sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml"))
+GROUP_FILES = sorted((str(p.parent.relative_to(CONF)), p.stem) for p in CONF.glob("*/**/*.yaml"))
 
 
 @pytest.mark.parametrize("group,name", GROUP_FILES)

@@ -1,0 +1,100 @@
+"""Energy estimates of claim C4: EqSpike on neuromorphic hardware vs the rate-based network on a
+GPU (shared/SPEC.md section 5). Every constant comes from a preset with its source
+(conf/energy/*, values from shared/anchors.md); the counts come from our own simulation.
+
+Neuromorphic (event-based cost model, as in Davies et al. 2018 and Merolla et al. 2014):
+
+    E = N_synaptic_events e_synop + N_spikes e_spike + N_neuron_updates e_neuron
+        + N_weight_updates e_update                                       (per example)
+
+with the counts measured by ``pipeline.spiking.Counts`` (a synaptic event is a spike delivered
+to one synapse: spikes x fan-out; weight updates are the spike-triggered changes of the rule).
+
+GPU (operation-count model, the same spirit as nanoGPT's ``estimate_mfu``): the equivalent
+rate-based network of the same size, evaluated step by step as in SPEC section 1, i.e. every
+step computes every layer's input from below and from above:
+
+    MACs per step   = sum_l n_{l-1} n_l  (from below)  +  sum_{l < L} n_l n_{l+1}  (from above)
+    inference       = T steps
+    training        = (T + P K) steps  +  update MACs (outer products: the input layer once,
+                      the others twice, s^a s^a^T - s^b s^b^T),    P = number of nudged phases
+    E = 2 MACs x e_flop   (or a measured energy per inference / training example)
+
+Our own rate-based implementation computes the input layer's product once per phase (it does
+not change within a phase), which cuts the GPU work by about T x for that layer; the step-by-step
+count is what a straightforward GPU implementation (and the paper's comparison) does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pipeline.schema import GpuPresetCfg, NeuromorphicPresetCfg
+
+PJ = 1e-12
+EVENT_KINDS = {
+    "synaptic_events": "synaptic_event_pj",
+    "spikes": "spike_pj",
+    "neuron_updates": "neuron_update_pj",
+    "weight_updates": "weight_update_pj",
+}
+
+
+class CountsMissing(ValueError):
+    """The event counts needed for an estimate are not there (training has not run)."""
+
+
+def event_totals(per_example: dict[str, float], phases: Sequence[str]) -> dict[str, float]:
+    """Sum ``{phase.layer.kind: count}`` over layers and the given phases, per kind."""
+    totals = dict.fromkeys(EVENT_KINDS, 0.0)
+    seen = False
+    for key, value in per_example.items():
+        phase, _layer, kind = key.split(".")
+        if phase in phases and kind in totals:
+            totals[kind] += value
+            seen = True
+    if not seen:
+        raise CountsMissing(f"no event counts for phases {list(phases)} (run the train_eqspike stage)")
+    return totals
+
+
+def neuromorphic_energy(totals: dict[str, float], preset: NeuromorphicPresetCfg) -> dict[str, float]:
+    """Joules per example, total and per event kind."""
+    parts = {kind: totals[kind] * getattr(preset, field).value * PJ for kind, field in EVENT_KINDS.items()}
+    return {"total_j": sum(parts.values()), **{f"{k}_j": v for k, v in parts.items()}}
+
+
+def macs_per_step(sizes: Sequence[int]) -> int:
+    below = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    above = sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    return below + above
+
+
+def rate_network_macs(sizes: Sequence[int], T: int, K: int, nudged_phases: int) -> dict[str, int]:
+    """MACs of the equivalent rate-based network per inference and per training example."""
+    step = macs_per_step(sizes)
+    update = sizes[0] * sizes[1] + 2 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    return {
+        "macs_per_step": step,
+        "inference_macs": T * step,
+        "training_macs": (T + nudged_phases * K) * step + update,
+    }
+
+
+def gpu_energy(macs: dict[str, int], preset: GpuPresetCfg) -> dict[str, float]:
+    """Joules per inference and per training example on the GPU preset."""
+    if preset.flop_pj is not None:
+        e = preset.flop_pj.value * PJ
+        return {"inference_j": 2 * macs["inference_macs"] * e, "training_j": 2 * macs["training_macs"] * e}
+    return {"inference_j": preset.inference_j.value, "training_j": preset.training_example_j.value}
+
+
+def ratio(gpu_j: float, neuro_j: float) -> float:
+    """How many times less energy the neuromorphic estimate needs (inf when it needs none)."""
+    return gpu_j / neuro_j if neuro_j > 0 else math.inf
+
+
+def log_distance(a: float, b: float) -> float:
+    """|log10(a / b)|: how many decades apart two ratios are."""
+    return abs(math.log10(a / b)) if a > 0 and b > 0 and math.isfinite(a) else math.inf
