@@ -110,3 +110,53 @@ def energy_chart(rows: Sequence[dict], presets: dict, path: Path, paper_inferenc
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def stdp_figure(windows: dict, fits: dict, pairing: dict, step_ms: float, path: Path, bi_poo) -> None:
+    """Left: in-network dw vs dt per synapse group (mean +- s.e.m., fitted window, Bi & Poo shape
+    scaled, the theory's antisymmetric part). Right: the pairing protocol's windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    scale = 0.0
+    for k, (name, w) in enumerate(windows.items()):
+        ms = w["dt"] * step_ms
+        ax1.errorbar(ms, w["mean"], yerr=np.nan_to_num(w["sem"]), fmt="o", ms=3, capsize=2,
+                     color=f"C{k}", label=f"{name} (mean +- s.e.m.)")
+        f = fits[name]
+        for sign in (1.0, -1.0):
+            key = "plus" if sign > 0 else "minus"
+            A, tau = f[f"A_{key}"], f[f"tau_{key}_steps"]
+            if np.isfinite(A) and np.isfinite(tau):
+                d = np.linspace(0.5, abs(ms).max(), 100) * sign
+                ax1.plot(d, sign * A * np.exp(-np.abs(d) / (tau * step_ms)), color=f"C{k}", lw=1)
+        anti = (w["mean"] - w["mean"][::-1]) / 2.0
+        ax1.plot(ms, anti, ":", color=f"C{k}", lw=1, label=f"{name}: antisymmetric part (theory's shape)")
+        scale = max(scale, float(np.nanmax(np.abs(w["mean"]))))
+    d = np.linspace(-max(abs(w["dt"]).max() for w in windows.values()) * step_ms,
+                    max(abs(w["dt"]).max() for w in windows.values()) * step_ms, 400)
+    ax1.plot(d, bi_poo(d, scale), "k--", lw=1, label="Bi & Poo shape (16.8 / 33.7 ms), scaled")
+    lim = 1.6 * max(scale, 1e-12)
+    ax1.set_ylim(-lim, lim)  # the fitted curves may overshoot the data near dt = 0
+    ax1.axhline(0, color="k", lw=0.5)
+    ax1.axvline(0, color="k", lw=0.5)
+    ax1.set_xlabel(f"dt = t_post - t_pre (ms; 1 step = {step_ms:g} ms)")
+    ax1.set_ylabel("dw per unit learning rate")
+    ax1.set_title("in the network, during learning")
+    ax1.legend(fontsize=7)
+    for k, (name, (dts, dws)) in enumerate(pairing.items()):
+        ax2.plot(np.asarray(dts) * step_ms, dws, "o-", ms=3, color=f"C{k + 3}", label=name)
+    ax2.axhline(0, color="k", lw=0.5)
+    ax2.axvline(0, color="k", lw=0.5)
+    ax2.set_xlabel("dt (ms)")
+    ax2.set_ylabel("dw per unit learning rate")
+    ax2.set_title("pairing protocol: one synapse, imposed spikes")
+    ax2.legend(fontsize=7)
+    fig.suptitle("Does EqSpike's update look like STDP? (claim C5)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -240,6 +240,29 @@ class EqSpikeCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StdpOutCfg:
+    metrics: str = opt("metrics/stdp.json")
+    window_csv: str = opt("plots/stdp.csv")
+    figure_png: str = opt("plots/stdp.png")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StdpCfg:
+    """STDP measurement (claim C5, shared/SPEC.md section 4)."""
+
+    weights: str | None = opt(None)  # None: the trained EqSpike weights (eqspike.out.weights)
+    n_examples: int = opt(200, ge=1)
+    synapses_per_layer: int = opt(200, ge=1)
+    max_dt_steps: int = opt(15, ge=2)
+    step_ms: float = opt(1.0, gt=0)  # how long one time step lasts, to compare with biology
+    seed: int = opt(0, ge=0)
+    pairing_leak: float | None = opt(None, gt=0, le=1)  # None: neuron.leak
+    pairing_weight: float = opt(0.5)
+    pairing_pulse: float = opt(2.0, gt=0)
+    out: StdpOutCfg = opt(StdpOutCfg())
+
+
+@dataclass(frozen=True, kw_only=True)
 class Sourced:
     """A published (or assumed) constant and where it comes from."""
 
@@ -306,6 +329,7 @@ class Config:
     ep: EPCfg = opt(EPCfg())
     neuron: NeuronCfg = opt(NeuronCfg())
     eqspike: EqSpikeCfg = opt(EqSpikeCfg())
+    stdp: StdpCfg = opt(StdpCfg())
     energy: EnergyCfg | None = opt(None)
 
     def check(self, path: str) -> None:

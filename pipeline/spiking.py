@@ -253,8 +253,11 @@ class RuleTrace:
 
 def run_phase(params: Params, state: list[Layer], drive, start: int, steps: int, dyn: SpikeDynamics,
               counts: Counts, phase: str, sizes: Sequence[int], spikes_in, traces_in, target=None,
-              beta: float = 0.0, rule: RuleTrace | None = None, rng=None, raster: list | None = None):
-    """``steps`` steps from time ``start``; records the rule into ``rule`` when given."""
+              beta: float = 0.0, rule: RuleTrace | None = None, rng=None, observer=None):
+    """``steps`` steps from time ``start``; records the rule into ``rule`` when given.
+
+    ``observer(t, spikes_in_t, spikes, old_state, new_state)``, when given, sees every step
+    (rasters, the STDP recorder): it observes, it does not change the simulation."""
     if rule is not None:
         rule.start = start
         rule.s_start = [layer.s for layer in state]
@@ -263,8 +266,8 @@ def run_phase(params: Params, state: list[Layer], drive, start: int, steps: int,
         t = start + k
         spikes, new = step(params, state, drive[t], dyn, target, beta, rng)
         _count(counts, phase, None, spikes, sizes, rule is not None)
-        if raster is not None:
-            raster.append([spikes_in[t], *spikes])
+        if observer is not None:
+            observer(t, spikes_in[t], spikes, state, new)
         if rule is not None:
             pre = spikes if dyn.pre_factor == "spike" else [layer.r for layer in new]
             rule.record(spikes_in[t] if dyn.pre_factor == "spike" else traces_in[t], pre, state, new)
@@ -333,7 +336,7 @@ def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[fl
 
 
 def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | None = None,
-            raster: list | None = None):
+            observer=None):
     """Free phase of T steps; the output state averaged over the last ``eval_avg_steps``."""
     counts = Counts() if counts is None else counts
     xp = array_module(x)
@@ -342,7 +345,7 @@ def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | No
     spikes_in, traces_in = encode_input(x[:, active], dyn.T, dyn.neuron, rng)
     drive = input_drive(params, traces_in, active)
     common = dict(params=params, drive=drive, dyn=dyn, counts=counts, sizes=sizes,
-                  spikes_in=spikes_in, traces_in=traces_in, rng=rng, phase="inference", raster=raster)
+                  spikes_in=spikes_in, traces_in=traces_in, rng=rng, phase="inference", observer=observer)
     n_avg = min(dyn.eval_avg_steps, dyn.T)
     state = run_phase(state=initial_state(params, x.shape[0]), start=0, steps=dyn.T - n_avg, **common)
     total = xp.zeros_like(state[-1].s)
@@ -384,23 +387,32 @@ def make_rng(xp: ModuleType, seed):
     return lambda shape, dtype: gen.random_sample(shape).astype(dtype)
 
 
-def record_raster(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None) -> dict[str, list]:
-    """Spikes of every layer for a few examples (``x: (B, n_0)``) through the free phase and
-    the nudged phase(s), without learning: ``{"free": [...], "nudged+": [...], ...}``, each a
-    list over steps of ``[input, layer1, ..., output]`` spike arrays (input: all pixels)."""
+def simulate_learning(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None, observer=None) -> None:
+    """The phases of one learning step (free, then the nudged phase(s) from the free state), with
+    ``observer`` seeing every step and the phase it belongs to, and no weight change: for
+    rasters and the STDP recorder. ``observer(phase, t, spikes_in_t, spikes, old, new)``."""
     xp = array_module(x)
     sizes = [x.shape[1], *(w.shape[1] for w in params.W)]
-    every = xp.arange(x.shape[1])
     spikes_in, traces_in = encode_input(x, dyn.T + dyn.K, dyn.neuron, rng)
-    common = dict(params=params, drive=input_drive(params, traces_in, every), dyn=dyn, counts=Counts(),
-                  sizes=sizes, spikes_in=spikes_in, traces_in=traces_in, rng=rng)
-    out: dict[str, list] = {"free": []}
+    common = dict(params=params, drive=input_drive(params, traces_in, xp.arange(x.shape[1])), dyn=dyn,
+                  counts=Counts(), sizes=sizes, spikes_in=spikes_in, traces_in=traces_in, rng=rng)
+
+    def seen_as(phase):
+        return None if observer is None else (lambda *step: observer(phase, *step))
+
     free = run_phase(state=initial_state(params, x.shape[0]), start=0, steps=dyn.T, phase="free",
-                     raster=out["free"], **common)
+                     observer=seen_as("free"), **common)
     signs = (1.0, -1.0) if dyn.nudge == "symmetric" else (1.0,)
     for sign in signs:
-        key = "nudged+" if sign > 0 else "nudged-"
-        out[key] = []
         run_phase(state=free, start=dyn.T, steps=dyn.K, phase="nudged", target=y_onehot,
-                  beta=sign * dyn.beta, raster=out[key], **common)
+                  beta=sign * dyn.beta, observer=seen_as("nudged+" if sign > 0 else "nudged-"), **common)
+
+
+def record_raster(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None) -> dict[str, list]:
+    """Spikes of every layer through the free phase and the nudged phase(s), without learning:
+    ``{"free": [...], "nudged+": [...], ...}``, each a list over steps of
+    ``[input, layer1, ..., output]`` spike arrays ``(B, n)``."""
+    out: dict[str, list] = {}
+    simulate_learning(params, x, y_onehot, dyn, rng,
+                      lambda phase, t, s_in, spikes, old, new: out.setdefault(phase, []).append([s_in, *spikes]))
     return out

@@ -174,7 +174,8 @@ def test_counters_match_the_raster():
     x = np.random.default_rng(2).random((3, 6))
     dyn = sp.SpikeDynamics(T=6, K=1, beta=0.1, neuron=SD)
     counts, raster = sp.Counts(), []
-    sp.predict(params, x, dyn, counts=counts, raster=raster)
+    sp.predict(params, x, dyn, counts=counts,
+               observer=lambda t, s_in, spikes, old, new: raster.append([s_in, *spikes]))
     c = counts.host()
     n_in = sum(float(s[0].sum()) for s in raster)
     n_h = sum(float(s[1].sum()) for s in raster)
