@@ -263,6 +263,32 @@ class StdpCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PublishedResult:
+    """A published MNIST result for the comparison table (claim C3), with its source."""
+
+    method: str = req(min_len=1)
+    learning: str = req(min_len=1)
+    network: str = req(min_len=1)
+    accuracy: float = req(gt=0, le=1)
+    source: str = req(min_len=3)
+    recalled: bool = opt(False)  # not re-read in the primary source (shared/anchors.md)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportOutCfg:
+    markdown: str = opt("report/REPORT.md")
+    html: str = opt("report/REPORT.html")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportCfg:
+    paper_eqspike_accuracy: float = opt(0.976, gt=0, le=1)
+    paper_rate_accuracy: float = opt(0.98, gt=0, le=1)
+    published: list[PublishedResult] = opt([])
+    out: ReportOutCfg = opt(ReportOutCfg())
+
+
+@dataclass(frozen=True, kw_only=True)
 class Sourced:
     """A published (or assumed) constant and where it comes from."""
 
@@ -331,6 +357,7 @@ class Config:
     eqspike: EqSpikeCfg = opt(EqSpikeCfg())
     stdp: StdpCfg = opt(StdpCfg())
     energy: EnergyCfg | None = opt(None)
+    report: ReportCfg = opt(ReportCfg())
 
     def check(self, path: str) -> None:
         for key in ("ep", "eqspike"):
