@@ -1,0 +1,56 @@
+"""The report: claims verdicts, the comparison table, Markdown and offline HTML rendering."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline import report as rp
+
+EP = {"test_accuracy": 0.981, "epochs": 30, "seconds_per_epoch": 5.0}
+EQS = {"test_accuracy": 0.973, "epochs": 15, "seconds_per_epoch": 40.0}
+
+
+def test_claims_verdicts():
+    rows = rp.claims_rows(EP, EQS, None, None, paper_eqspike=0.976, paper_rate=0.98)
+    c1, c2 = rows
+    assert c1[2] == "97.30 %" and c1[3] == "-0.30 points" and c1[4] == "close, below the paper"
+    assert c2[3] == "gap 0.80 points" and c2[4].startswith("similar")
+    rows = rp.claims_rows(EP, {**EQS, "test_accuracy": 0.977}, None, None, 0.976, 0.98)
+    assert rows[0][4] == "reproduced"
+    rows = rp.claims_rows(EP, {**EQS, "test_accuracy": 0.95}, None, None, 0.976, 0.98)
+    assert rows[0][4].startswith("not reproduced") and rows[1][4].startswith("gap larger")
+
+
+def test_comparison_is_sorted_and_marks_ours():
+    published = [{"method": "A", "learning": "l", "network": "n", "accuracy": 0.95, "source": "s", "recalled": True},
+                 {"method": "B", "learning": "l", "network": "n", "accuracy": 0.99, "source": "s"}]
+    rows = rp.comparison_rows(published, [{"method": "ours", "learning": "l", "network": "n",
+                                           "accuracy": 0.97, "source": "metrics"}])
+    assert [r[0] for r in rows] == ["B", "**ours**", "A"]
+    assert rows[2][3] == "95.00 % (recalled)"
+
+
+def test_markdown_and_self_contained_html(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 20
+    (tmp_path / "fig.png").write_bytes(png)
+    blocks = [("h", 1, "Title"), ("p", "a **bold** `code` <tag>"), ("table", ["a", "b"], [["1", "x|y"]]),
+              ("img", "fig.png", "caption"), ("img", "missing.png", "gone"), ("code", "x = 1")]
+    md = rp.to_markdown(blocks)
+    assert md.startswith("# Title\n") and "| 1 | x/y |" in md and "![caption](fig.png)" in md
+    page = rp.to_html(blocks, "t", tmp_path)
+    assert "<b>bold</b>" in page and "<code>code</code>" in page and "&lt;tag&gt;" in page
+    assert "data:image/png;base64," in page and "missing figure: missing.png" in page
+    assert "http" not in page  # nothing to fetch: works offline
+
+
+def test_energy_and_stdp_rows():
+    energy = {"headline": {"inference_ratio": 2000.0, "training_ratio": 50.0, "gpu": "g", "neuromorphic": "n"},
+              "paper": {"inference_ratio": 1000.0, "training_ratio": 100.0},
+              "closest_to_paper": {"inference": {"pair": "g / n", "ratio": 2000.0},
+                                   "training": {"pair": "g / n", "ratio": 50.0}}}
+    stdp = {"groups": {"input synapses": {"tau_plus_ms": 3.0, "tau_minus_ms": 4.0, "area_ratio": 0.9,
+                                          "verdict": "STDP-like"}}}
+    rows = rp.claims_rows(None, None, energy, stdp, 0.976, 0.98)
+    assert rows[0][1] == "1,000x" and rows[0][2].startswith("2,000x")
+    assert rows[2][4] == "STDP-like"
+    json.dumps(rows)
