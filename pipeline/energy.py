@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline.schema import GpuPresetCfg, NeuromorphicPresetCfg
 
@@ -98,3 +99,41 @@ def ratio(gpu_j: float, neuro_j: float) -> float:
 def log_distance(a: float, b: float) -> float:
     """|log10(a / b)|: how many decades apart two ratios are."""
     return abs(math.log10(a / b)) if a > 0 and b > 0 and math.isfinite(a) else math.inf
+
+
+def energy_chart(rows: Sequence[dict], presets: dict, path: Path, paper_inference: float,
+                 paper_training: float) -> None:
+    """Left: energy per inference and per training example of every preset (log scale).
+    Right: GPU / neuromorphic energy ratio of every pair, the paper's ratios marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(presets)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1, 1.6]})
+    xs = np.arange(len(names))
+    ax1.bar(xs - 0.2, [presets[n]["inference_j"] for n in names], 0.4, label="per inference")
+    ax1.bar(xs + 0.2, [presets[n]["training_j"] for n in names], 0.4, label="per training example")
+    ax1.set_yscale("log")
+    ax1.set_xticks(xs, [f"{n}\n({presets[n]['kind']})" for n in names], rotation=60, ha="right", fontsize=8)
+    ax1.set_ylabel("energy (J)")
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3, axis="y", which="both")
+    labels = [f"{r['gpu']} / {r['neuromorphic']}" for r in rows]
+    xr = np.arange(len(rows))
+    ax2.scatter(xr, [r["inference_ratio"] for r in rows], marker="o", label="inference")
+    ax2.scatter(xr, [r["training_ratio"] for r in rows], marker="^", label="training")
+    ax2.axhline(paper_inference, color="C0", ls="--", lw=1, label=f"paper, inference ({paper_inference:g}x)")
+    ax2.axhline(paper_training, color="C1", ls="--", lw=1, label=f"paper, training ({paper_training:g}x)")
+    ax2.axhline(1, color="k", lw=0.8)
+    ax2.set_yscale("log")
+    ax2.set_xticks(xr, labels, rotation=75, ha="right", fontsize=7)
+    ax2.set_ylabel("GPU energy / neuromorphic energy")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3, axis="y", which="both")
+    fig.suptitle("EqSpike energy estimates from measured event counts (claim C4)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -84,7 +85,8 @@ class Recorder:
                 ds_post = np.stack([h[1][l][3] for h in steps])  # nudged steps only
                 ds_pre = None if l == 0 else np.stack([h[1][l][2] for h in steps])
                 first = len(history) - n_nudged
-                out.extend(_pair_events(l, pre, post, ds_pre, ds_post, times, first, sign * self.scale, max_dt))
+                events = _pair_events(l, pre, post, ds_pre, ds_post, times, first, sign * self.scale, max_dt)
+                out.extend({**e, "phase": phase} for e in events)
         return out
 
 
@@ -216,3 +218,55 @@ def bi_poo_shape(dt_ms: np.ndarray, scale: float) -> np.ndarray:
     """Bi & Poo's window shape (tau+ 16.8 ms, tau- 33.7 ms), scaled: potentiation for dt > 0."""
     return np.where(dt_ms > 0, scale * np.exp(-dt_ms / BI_POO_TAU_PLUS_MS),
                     np.where(dt_ms < 0, -scale * np.exp(dt_ms / BI_POO_TAU_MINUS_MS), 0.0))
+
+
+def stdp_figure(panels: dict, pairing: dict, step_ms: float, path: Path) -> None:
+    """One panel per entry of ``panels`` (title -> (windows, fits)): dw vs dt per synapse group
+    (mean +- s.e.m., fitted window, the antisymmetric part, Bi & Poo's shape scaled); a last
+    panel with the pairing protocol's windows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(6 * (len(panels) + 1), 4.8))
+    for ax, (title, (windows, fits)) in zip(axes, panels.items()):
+        scale = 0.0
+        for k, (name, w) in enumerate(windows.items()):
+            ms = w["dt"] * step_ms
+            ax.errorbar(ms, w["mean"], yerr=np.nan_to_num(w["sem"]), fmt="o", ms=3, capsize=2,
+                        color=f"C{k}", label=f"{name} (mean +- s.e.m.)")
+            f = fits[name]
+            for sign in (1.0, -1.0):
+                key = "plus" if sign > 0 else "minus"
+                A, tau = f[f"A_{key}"], f[f"tau_{key}_steps"]
+                if np.isfinite(A) and np.isfinite(tau):
+                    d = np.linspace(0.5, abs(ms).max(), 100) * sign
+                    ax.plot(d, sign * A * np.exp(-np.abs(d) / (tau * step_ms)), color=f"C{k}", lw=1)
+            anti = (w["mean"] - w["mean"][::-1]) / 2.0
+            ax.plot(ms, anti, ":", color=f"C{k}", lw=1, label=f"{name}: antisymmetric part")
+            scale = max(scale, float(np.nanmax(np.abs(w["mean"]))))
+        reach = max(abs(w["dt"]).max() for w in windows.values()) * step_ms
+        d = np.linspace(-reach, reach, 400)
+        ax.plot(d, bi_poo_shape(d, scale), "k--", lw=1, label="Bi & Poo shape (16.8 / 33.7 ms), scaled")
+        lim = 1.6 * max(scale, 1e-12)
+        ax.set_ylim(-lim, lim)  # the fitted curves may overshoot the data near dt = 0
+        ax.axhline(0, color="k", lw=0.5)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_xlabel(f"dt = t_post - t_pre (ms; 1 step = {step_ms:g} ms)")
+        ax.set_ylabel("dw per unit learning rate")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=6)
+    ax = axes[-1]
+    for k, (name, (dts, dws)) in enumerate(pairing.items()):
+        ax.plot(np.asarray(dts) * step_ms, dws, "o-", ms=3, color=f"C{k + 3}", label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("dt (ms)")
+    ax.set_ylabel("dw per unit learning rate")
+    ax.set_title("pairing protocol: one synapse, imposed spikes", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.suptitle("Does EqSpike's update look like STDP? (claim C5)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -19,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from pipeline import energy as en
-from pipeline.plots import energy_chart
 from pipeline.schema import Config, ConfigError, GpuPresetCfg, NeuromorphicPresetCfg, Sourced, parse
 from stages.common import Run, atomic_write, repo_path, stage_main, write_json
 
@@ -128,7 +127,7 @@ def worker(cfg: Config, run: Run) -> None:
             w.writerows(rows)
 
     atomic_write(repo_path(out.table_csv), write_table)
-    atomic_write(repo_path(out.chart_png), lambda p: energy_chart(
+    atomic_write(repo_path(out.chart_png), lambda p: en.energy_chart(
         rows, {k: energies[k] for k in energies}, p, ecfg.paper_inference_ratio, ecfg.paper_training_ratio))
     run.metrics({"inference_ratio": head["inference_ratio"], "training_ratio": head["training_ratio"],
                  "neuromorphic_inference_j": head["neuromorphic_inference_j"],

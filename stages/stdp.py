@@ -15,12 +15,14 @@ import numpy as np
 from pipeline import spiking, stdp
 from pipeline.backend import get_xp
 from pipeline.data import load
-from pipeline.plots import stdp_figure
 from pipeline.schema import Config
 from pipeline.train import EqSpikeModel, load_weights
 from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
 
 GROUPS = {"input synapses": 0, "hidden synapses": 1}
+# the +beta phase alone (what a synapse does during one nudged phase) and the net update
+# (+beta minus -beta, over 2 beta: what learning keeps; the spike-noise part cancels)
+MODES = ("one nudged phase", "net of both phases")
 
 
 def worker(cfg: Config, run: Run) -> None:
@@ -53,16 +55,20 @@ def worker(cfg: Config, run: Run) -> None:
 
     # ---- windows, fits, shape ---------------------------------------------------------------
     layer = np.array([e["layer"] for e in recorder_events])
+    phase = np.array([e["phase"] for e in recorder_events])
     dts = np.array([e["dt"] for e in recorder_events])
     dws = np.array([e["dw"] for e in recorder_events])
     windows, fits, shapes = {}, {}, {}
-    for name, lo in GROUPS.items():
-        sel = layer == lo if lo == 0 else layer >= lo
-        if not sel.any():
-            continue
-        windows[name] = stdp.binned_window(dts[sel], dws[sel], sc.max_dt_steps)
-        fits[name] = stdp.fit_window(windows[name])
-        shapes[name] = stdp.shape_metrics(dts[sel], dws[sel], windows[name])
+    modes = {MODES[0]: phase == "nudged+", MODES[1]: np.ones(phase.size, dtype=bool)}
+    for mode, in_mode in modes.items():
+        for name, lo in GROUPS.items():
+            sel = in_mode & ((layer == lo) if lo == 0 else (layer >= lo))
+            if not sel.any():
+                continue
+            key = f"{name}, {mode}"
+            windows[key] = stdp.binned_window(dts[sel], dws[sel], sc.max_dt_steps)
+            fits[key] = stdp.fit_window(windows[key])
+            shapes[key] = stdp.shape_metrics(dts[sel], dws[sel], windows[key])
     leak = sc.pairing_leak if sc.pairing_leak is not None else cfg.neuron.leak
     pair_dts = list(range(-sc.max_dt_steps, sc.max_dt_steps + 1))
     pairing = {
@@ -99,10 +105,11 @@ def worker(cfg: Config, run: Run) -> None:
                                 win["sem"][i], int(win["n"][i])])
 
     atomic_write(repo_path(sc.out.window_csv), write_csv)
-    atomic_write(repo_path(sc.out.figure_png),
-                 lambda p: stdp_figure(windows, fits, pairing, sc.step_ms, p, stdp.bi_poo_shape))
+    panels = {mode: ({k.split(", ")[0]: w for k, w in windows.items() if k.endswith(mode)},
+                     {k.split(", ")[0]: f for k, f in fits.items() if k.endswith(mode)}) for mode in MODES}
+    atomic_write(repo_path(sc.out.figure_png), lambda p: stdp.stdp_figure(panels, pairing, sc.step_ms, p))
     for name, m in metrics["groups"].items():
-        key = name.split()[0]
+        key = name.replace(", ", ".").replace(" ", "_")
         run.metrics({f"{key}.{k}": v for k, v in m.items() if isinstance(v, (int, float)) and np.isfinite(v)})
     for path in (sc.out.metrics, sc.out.window_csv, sc.out.figure_png):
         run.artifact(repo_path(path))

@@ -113,7 +113,8 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
                f"stdp.out.figure_png={out / 's.png'}"])
     assert rc == 0
     m = json.loads((out / "s.json").read_text())
-    assert set(m["groups"]) == {"input synapses", "hidden synapses"}
+    assert set(m["groups"]) == {f"{g} synapses, {mode}" for g in ("input", "hidden")
+                                for mode in ("one nudged phase", "net of both phases")}
     for g in m["groups"].values():
         assert g["events"] > 0 and "verdict" in g and "tau_plus_ms" in g
     assert (out / "s.png").read_bytes()[:4] == b"\x89PNG"
