@@ -136,12 +136,33 @@ class DataCfg:
         return len(counts) if counts else 10
 
 
-def _check_one_rate_per_matrix(path: str, lr: list[float], sizes: list[int]) -> None:
-    if len(lr) != len(sizes) - 1:
-        raise ConfigError(
-            f"{path}.lr: needs one learning rate per weight matrix "
-            f"({len(sizes) - 1} for sizes {sizes}), got {len(lr)}"
-        )
+@dataclass(frozen=True, kw_only=True)
+class TrainingCfg:
+    """What the two EP trainers share: network, phases, learning schedule. The defaults are the
+    rate-based baseline's; conf/eqspike/ sets EqSpike's own."""
+
+    sizes: list[int] = opt([784, 512, 10], min_len=2, ge=1)
+    activation: str = opt("sigmoid", choices=("sigmoid", "hard_sigmoid"))
+    T: int = opt(30, ge=1)  # free-phase steps
+    K: int = opt(10, ge=1)  # steps of each nudged phase
+    beta: float = opt(0.2, gt=0)
+    nudge: str = opt("symmetric", choices=("symmetric", "one_sided", "random_sign"))
+    lr: list[float] = opt([0.08, 0.04], min_len=1, gt=0)  # one per weight matrix
+    batch_size: int = opt(20, ge=1)
+    epochs: int = opt(30, ge=1)
+    eval_batch_size: int = opt(1000, ge=1)
+    # multiply every learning rate by this factor after each epoch (1.0: constant)
+    lr_decay: float = opt(1.0, gt=0, le=1)
+    # evaluate (and save) an exponential moving average of the weights, factor per update
+    # (0: off, use the raw weights)
+    ema_decay: float = opt(0.0, ge=0, lt=1)
+
+    def check(self, path: str) -> None:
+        if len(self.lr) != len(self.sizes) - 1:
+            raise ConfigError(
+                f"{path}.lr: needs one learning rate per weight matrix "
+                f"({len(self.sizes) - 1} for sizes {self.sizes}), got {len(self.lr)}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,31 +175,16 @@ class EPOutCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EPCfg:
+class EPCfg(TrainingCfg):
     """Rate-based Equilibrium Propagation (shared/SPEC.md section 1)."""
 
-    sizes: list[int] = opt([784, 512, 10], min_len=2, ge=1)
-    activation: str = opt("sigmoid", choices=("sigmoid", "hard_sigmoid"))
-    T: int = opt(30, ge=1)
-    K: int = opt(10, ge=1)
-    beta: float = opt(0.2, gt=0)
-    nudge: str = opt("symmetric", choices=("symmetric", "one_sided", "random_sign"))
     # "outside": o = rho(.) + beta (y - o) (Ernoult's code); "inside": o = rho(. + beta (y - o))
     nudge_placement: str = opt("outside", choices=("outside", "inside"))
     rule: str = opt("ep", choices=("ep", "cep"))
-    lr: list[float] = opt([0.08, 0.04], min_len=1, gt=0)
-    batch_size: int = opt(20, ge=1)
-    epochs: int = opt(30, ge=1)
-    eval_batch_size: int = opt(1000, ge=1)
-    # multiply every learning rate by this factor after each epoch (1.0: constant)
-    lr_decay: float = opt(1.0, gt=0, le=1)
-    # evaluate (and save) an exponential moving average of the weights, factor per update
-    # (0: off, use the raw weights)
-    ema_decay: float = opt(0.0, ge=0, lt=1)
     out: EPOutCfg = opt(EPOutCfg())
 
     def check(self, path: str) -> None:
-        _check_one_rate_per_matrix(path, self.lr, self.sizes)
+        super().check(path)
         if self.rule == "cep" and self.nudge == "symmetric":
             raise ConfigError(
                 f"{path}.rule: cep (continual EP) updates during one nudged phase; "
@@ -212,29 +218,17 @@ class EqSpikeOutCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EqSpikeCfg:
+class EqSpikeCfg(TrainingCfg):
     """EqSpike training (shared/SPEC.md section 2); the neuron model is the ``neuron`` group."""
 
-    sizes: list[int] = opt([784, 512, 10], min_len=2, ge=1)
-    activation: str = opt("sigmoid", choices=("sigmoid", "hard_sigmoid"))
-    T: int = opt(40, ge=1)
-    K: int = opt(20, ge=1)
-    beta: float = opt(0.5, gt=0)
-    nudge: str = opt("symmetric", choices=("symmetric", "one_sided", "random_sign"))
     # presynaptic factor of the rule: the spike (spike-driven) or its trace (ablation)
     pre_factor: str = opt("spike", choices=("spike", "trace"))
-    lr: list[float] = opt([0.08, 0.04], min_len=1, gt=0)
-    batch_size: int = opt(20, ge=1)
-    epochs: int = opt(10, ge=1)
-    eval_batch_size: int = opt(1000, ge=1)
-    lr_decay: float = opt(1.0, gt=0, le=1)
-    ema_decay: float = opt(0.999, ge=0, lt=1)
     # prediction: output state averaged over the last n free steps
     eval_avg_steps: int = opt(10, ge=1)
     out: EqSpikeOutCfg = opt(EqSpikeOutCfg())
 
     def check(self, path: str) -> None:
-        _check_one_rate_per_matrix(path, self.lr, self.sizes)
+        super().check(path)
         if self.eval_avg_steps > self.T:
             raise ConfigError(f"{path}.eval_avg_steps: {self.eval_avg_steps} > T = {self.T}")
 

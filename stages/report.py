@@ -65,6 +65,9 @@ def build(cfg: Config, ep: dict, eqs: dict, events: dict, stdp: dict, energy: di
     ]
     published = [to_dict(r) for r in rc.published]
     total = sum(r["seconds"] or 0.0 for r in runs.values())
+    # a training stage that resumed from a finished checkpoint runs in seconds: show the
+    # training time recorded epoch by epoch as well
+    trained = {"train_ep": ep, "train_eqspike": eqs}
     blocks: list[tuple] = [
         ("h", 1, "EqSpike reproduction: the paper side by side"),
         ("p", "Martin et al., *EqSpike: spike-driven equilibrium propagation for neuromorphic "
@@ -113,7 +116,10 @@ def build(cfg: Config, ep: dict, eqs: dict, events: dict, stdp: dict, energy: di
             ["git commit", _git("rev-parse", "HEAD")],
             ["DVC experiment", os.environ.get("DVC_EXP_NAME", "(workspace run, not a named experiment)")],
             ["total stage time", f"{total / 60:.1f} min"],
-        ] + [[f"stage {s}", f"{(r['seconds'] or 0):.1f} s, MLflow run {r['run_id']}"] for s, r in runs.items()]),
+        ] + [[f"stage {s}", f"{(r['seconds'] or 0):.1f} s this run"
+              + (f" (training: {trained[s]['train_seconds_total']:.0f} s over {trained[s]['epochs']} epochs"
+                 " plus evaluation)" if s in trained else "")
+              + f", MLflow run {r['run_id']}"] for s, r in runs.items()]),
         ("h", 3, "Config: overrides against the defaults of conf/"),
         ("table", ["key", "default", "this run"], overrides() or [["(none)", "", ""]]),
     ]
