@@ -23,6 +23,7 @@ GROUPS = {"input synapses": 0, "hidden synapses": 1}
 # the +beta phase alone (what a synapse does during one nudged phase) and the net update
 # (+beta minus -beta, over 2 beta: what learning keeps; the spike-noise part cancels)
 MODES = ("one nudged phase", "net of both phases")
+CONSISTENT_FRACTION = 0.55  # share of updates that must potentiate (dt > 0) / depress (dt < 0)
 
 
 def worker(cfg: Config, run: Run) -> None:
@@ -121,9 +122,18 @@ def verdict(fit: dict, shape: dict) -> str:
     """One plain sentence on the window's shape."""
     pot = shape["fraction_potentiation_dt_pos"]
     dep = shape["fraction_depression_dt_neg"]
-    stdp_like = shape["area_pos"] > 0 > shape["area_neg"]
+    signs_match = shape["area_pos"] > 0 > shape["area_neg"]
+    # a consistent window needs more than the sign of two noisy means: most updates on each side
+    # must go the STDP way
+    consistent = pot > CONSISTENT_FRACTION and dep > CONSISTENT_FRACTION
     anti = shape["antisymmetry_residual"]
-    kind = "STDP-like (potentiation for dt > 0, depression for dt < 0)" if stdp_like else "not STDP-like in sign"
+    if signs_match and consistent:
+        kind = "STDP-like (potentiation for dt > 0, depression for dt < 0)"
+    elif signs_match:
+        kind = ("not STDP-like: the mean areas have STDP's signs, but updates potentiate and depress "
+                "about equally often on both sides")
+    else:
+        kind = "not STDP-like in sign"
     sym = ("close to antisymmetric" if anti < 0.25 else "partly antisymmetric" if anti < 0.6
            else "mostly symmetric")
     return (f"{kind}; {100 * pot:.0f} % of updates with dt > 0 potentiate, {100 * dep:.0f} % with dt < 0 "

@@ -125,3 +125,16 @@ def test_stage_without_weights_names_them(tmp_path, mlflow_store, capsys):
 
     assert main([f"stdp.weights={tmp_path / 'none.npz'}"]) == 1
     assert "none.npz is missing" in capsys.readouterr().err
+
+
+def test_verdict_needs_consistent_signs_not_just_mean_areas():
+    from stages.stdp import verdict
+
+    base = {"area_ratio": 1.0, "antisymmetry_residual": 0.1, "events": 100}
+    clear = {**base, "area_pos": 1.0, "area_neg": -1.0, "fraction_potentiation_dt_pos": 0.8,
+             "fraction_depression_dt_neg": 0.7}
+    noisy = {**clear, "fraction_potentiation_dt_pos": 0.5, "fraction_depression_dt_neg": 0.5}
+    flipped = {**clear, "area_pos": -1.0, "area_neg": 1.0}
+    assert verdict({}, clear).startswith("STDP-like")
+    assert verdict({}, noisy).startswith("not STDP-like: the mean areas have STDP's signs")
+    assert verdict({}, flipped).startswith("not STDP-like in sign")
