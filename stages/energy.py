@@ -110,6 +110,7 @@ def worker(cfg: Config, run: Run) -> None:
                    "inference_ratio_max": max(r["inference_ratio"] for r in finite),
                    "training_ratio_min": min(r["training_ratio"] for r in finite),
                    "training_ratio_max": max(r["training_ratio"] for r in finite)},
+        "pairs": rows,
         "counts_per_example": {"inference": infer_counts, "training": train_counts},
         "rate_network_macs": macs,
         "presets": energies,

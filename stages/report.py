@@ -52,7 +52,7 @@ def overrides() -> list[list[str]]:
             for k in keys if defaults.get(k) != current.get(k)]
 
 
-def build(cfg: Config, ep: dict, eqs: dict, events: dict, stdp: dict, energy: dict, runs: dict,
+def build(cfg: Config, ep: dict, eqs: dict, stdp: dict, energy: dict, runs: dict,
           figure_dir: str) -> list[tuple]:
     rc = cfg.report
     ours = [
@@ -103,8 +103,8 @@ def build(cfg: Config, ep: dict, eqs: dict, events: dict, stdp: dict, energy: di
         ("h", 2, "C4: energy"),
         ("img", f"{figure_dir}/{Path(cfg.energy.out.chart_png).name}", "energy per example and ratios"),
         ("table", ["GPU preset", "neuromorphic preset", "inference ratio", "training ratio"],
-         [[r.split(" / ")[0], r.split(" / ")[1], rp.times(v[0]), rp.times(v[1])]
-          for r, v in energy_pairs(energy).items()]),
+         [[r["gpu"], r["neuromorphic"], rp.times(r["inference_ratio"]), rp.times(r["training_ratio"])]
+          for r in energy["pairs"]]),
         ("p", f"Spread over all pairs: inference {rp.times(energy['spread']['inference_ratio_min'])} to "
               f"{rp.times(energy['spread']['inference_ratio_max'])}, training "
               f"{rp.times(energy['spread']['training_ratio_min'])} to "
@@ -126,28 +126,15 @@ def build(cfg: Config, ep: dict, eqs: dict, events: dict, stdp: dict, energy: di
     return blocks
 
 
-def energy_pairs(energy: dict) -> dict[str, tuple[float, float]]:
-    gpus = [n for n, p in energy["presets"].items() if p["kind"] == "gpu"]
-    neuro = [n for n, p in energy["presets"].items() if p["kind"] == "neuromorphic"]
-    out = {}
-    for g in gpus:
-        for n in neuro:
-            gi, ni = energy["presets"][g], energy["presets"][n]
-            out[f"{g} / {n}"] = (gi["inference_j"] / ni["inference_j"] if ni["inference_j"] else float("inf"),
-                                 gi["training_j"] / ni["training_j"] if ni["training_j"] else float("inf"))
-    return out
-
-
 def worker(cfg: Config, run: Run) -> None:
     ep = read_json(cfg.ep.out.metrics, "train_ep")
     eqs = read_json(cfg.eqspike.out.metrics, "train_eqspike")
-    events = read_json(cfg.eqspike.out.events, "train_eqspike")
     stdp = read_json(cfg.stdp.out.metrics, "stdp")
     energy = read_json(cfg.energy.out.metrics, "energy")
     runs = stage_runs(cfg)
     md_path, html_path = repo_path(cfg.report.out.markdown), repo_path(cfg.report.out.html)
     figure_dir = os.path.relpath(repo_path(cfg.ep.out.curve_png).parent, md_path.parent)
-    blocks = build(cfg, ep, eqs, events, stdp, energy, runs, figure_dir)
+    blocks = build(cfg, ep, eqs, stdp, energy, runs, figure_dir)
     atomic_write(md_path, lambda p: p.write_text(rp.to_markdown(blocks)))
     atomic_write(html_path, lambda p: p.write_text(rp.to_html(blocks, "EqSpike reproduction", md_path.parent)))
     run.artifact(md_path)
