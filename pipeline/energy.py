@@ -7,7 +7,7 @@ Neuromorphic (event-based cost model, as in Davies et al. 2018 and Merolla et al
     E = N_synaptic_events e_synop + N_spikes e_spike + N_neuron_updates e_neuron
         + N_weight_updates e_update                                       (per example)
 
-with the counts measured by ``pipeline.spiking.Counts`` (a synaptic event is a spike delivered
+with the counts measured by ``pipeline.events.Counts`` (a synaptic event is a spike delivered
 to one synapse: spikes x fan-out; weight updates are the spike-triggered changes of the rule).
 
 GPU (operation-count model, the same spirit as nanoGPT's ``estimate_mfu``): the equivalent
@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import events
 from pipeline.schema import GpuPresetCfg, NeuromorphicPresetCfg
 
 PJ = 1e-12
@@ -46,18 +47,13 @@ class CountsMissing(ValueError):
     """The event counts needed for an estimate are not there (training has not run)."""
 
 
-def event_totals(per_example: dict[str, float], phases: Sequence[str]) -> dict[str, float]:
-    """Sum ``{phase.layer.kind: count}`` over layers and the given phases, per kind."""
-    totals = dict.fromkeys(EVENT_KINDS, 0.0)
-    seen = False
-    for key, value in per_example.items():
-        phase, _layer, kind = key.split(".")
-        if phase in phases and kind in totals:
-            totals[kind] += value
-            seen = True
-    if not seen:
+def event_totals(per_example: dict, phases: Sequence[str]) -> dict[str, float]:
+    """Sum the nested counts ``{phase: {layer: {kind: count}}}`` (``pipeline.events.to_json``)
+    over layers and the given phases, per kind."""
+    if not any(p in per_example for p in phases):
         raise CountsMissing(f"no event counts for phases {list(phases)} (run the train_eqspike stage)")
-    return totals
+    totals = events.totals(events.from_json(per_example), phases)
+    return {kind: totals[kind] for kind in EVENT_KINDS}
 
 
 def neuromorphic_energy(totals: dict[str, float], preset: NeuromorphicPresetCfg) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Rate-based Equilibrium Propagation, discrete-time "prototypical" form (shared/SPEC.md section 1).
+"""Rate-based Equilibrium Propagation, discrete-time "prototypical" form (equations: README, "The model").
 
 Network: input x (fixed), layers s_1 .. s_L (the last is the output), one weight matrix per pair
 of adjacent layers used in both directions (symmetric), biases per layer. Every layer is updated
@@ -32,21 +32,15 @@ outside rho u_L += beta (y~ - u_L), inside rho z_L += beta (y~ - u_L). The learn
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import NamedTuple
 
 import numpy as np
 
 from pipeline.backend import array_module
-
-
-class Params(NamedTuple):
-    """Weights and biases, updated in place. ``W[l]: (n_l, n_{l+1})``, ``b[l]: (n_{l+1},)``."""
-
-    W: list
-    b: list
+from pipeline.network import Params, init_params, is_finite  # noqa: F401  (re-exported)
+from pipeline.neuron import check_activation, rho, rho_centred  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -60,45 +54,10 @@ class Dynamics:
     rule: str = "ep"  # ep | cep
 
 
-def init_params(sizes: Sequence[int], seed: int, xp: ModuleType = np, dtype: str = "float32") -> Params:
-    """PyTorch ``nn.Linear`` default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
-    biases, drawn on the host with NumPy from ``seed`` so CPU and GPU start identical."""
-    rng = np.random.default_rng(seed)
-    W, b = [], []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1.0 / np.sqrt(n_in)
-        W.append(xp.asarray(rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype)))
-        b.append(xp.asarray(rng.uniform(-bound, bound, (n_out,)).astype(dtype)))
-    return Params(W, b)
-
-
-def _tanh(z, xp):
-    return xp.tanh(z, out=z)
-
-
-def _clip(z, xp):
-    return xp.clip(z, -1.0, 1.0, out=z)
-
-
-_CENTRED = {"sigmoid": _tanh, "hard_sigmoid": _clip}
-
-
-def centred_activation(name: str) -> Callable:
-    """rho in the centred coordinates: u = g(z) with u = 2 rho(v) - 1, z = 2 v - 1 (in place)."""
-    try:
-        return _CENTRED[name]
-    except KeyError:
-        raise ValueError(f"ep.activation: unknown activation {name!r} (sigmoid | hard_sigmoid)") from None
-
-
-def rho(v, name: str = "sigmoid"):
-    """rho in the rate form (for readers and tests): slope-4 sigmoid centred at 0.5, or clip."""
-    xp = array_module(v)
-    if name == "sigmoid":
-        return 1.0 / (1.0 + xp.exp(-4.0 * (v - 0.5)))
-    if name == "hard_sigmoid":
-        return xp.clip(v, 0.0, 1.0)
-    raise ValueError(f"ep.activation: unknown activation {name!r} (sigmoid | hard_sigmoid)")
+def centred_activation(name: str):
+    """rho in the centred coordinates (``pipeline.neuron.rho_centred``), checked once."""
+    check_activation(name)
+    return lambda z, xp: rho_centred(z, name)
 
 
 def to_rate(u):
@@ -245,6 +204,25 @@ def evaluate(params: Params, x, labels, dyn: Dynamics, batch_size: int = 1000) -
     return correct / x.shape[0], loss / x.shape[0]
 
 
-def is_finite(params: Params) -> bool:
-    xp = array_module(params.W[0])
-    return all(bool(xp.isfinite(a).all()) for a in (*params.W, *params.b))
+class EPModel:
+    """Rate-based EP as seen by ``pipeline.train.fit``."""
+
+    name = "ep"
+    compiled = False
+    code_files = (__file__, *(f"{__file__.rsplit('/', 1)[0]}/{m}.py" for m in ("network", "neuron", "train")))
+
+    def __init__(self, dyn: Dynamics, xp: ModuleType, eval_batch_size: int):
+        self.dyn, self.xp, self.eval_batch_size = dyn, xp, eval_batch_size
+
+    def train_batch(self, params: Params, x, labels, lr, sign: float):
+        target = centred_target(labels, params.W[-1].shape[1], self.xp, x.dtype)
+        return train_batch(params, x, target, self.dyn, lr, sign)
+
+    def evaluate(self, params: Params, x, labels, count: bool = True) -> tuple[float, float]:
+        return evaluate(params, x, labels, self.dyn, self.eval_batch_size)
+
+    def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def epoch_extras(self) -> dict:
+        return {}

@@ -138,21 +138,21 @@ class DataCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingCfg:
-    """What the two EP trainers share: network, phases, learning schedule. The defaults are the
-    rate-based baseline's; conf/eqspike/ sets EqSpike's own."""
+    """What the two EP trainers share: network, phases, learning schedule. No defaults: every
+    value comes from conf/ep/*.yaml or conf/eqspike/*.yaml (one source of defaults)."""
 
-    sizes: list[int] = opt([784, 512, 10], min_len=2, ge=1)
-    activation: str = opt("sigmoid", choices=("sigmoid", "hard_sigmoid"))
-    T: int = opt(30, ge=1)  # free-phase steps
-    K: int = opt(10, ge=1)  # steps of each nudged phase
-    beta: float = opt(0.2, gt=0)
-    nudge: str = opt("symmetric", choices=("symmetric", "one_sided", "random_sign"))
-    lr: list[float] = opt([0.08, 0.04], min_len=1, gt=0)  # one per weight matrix
-    batch_size: int = opt(20, ge=1)
-    epochs: int = opt(30, ge=1)
-    eval_batch_size: int = opt(1000, ge=1)
+    sizes: list[int] = req(min_len=2, ge=1)
+    activation: str = req(choices=("sigmoid", "hard_sigmoid"))
+    T: int = req(ge=1)  # free-phase steps
+    K: int = req(ge=1)  # steps of each nudged phase
+    beta: float = req(gt=0)
+    nudge: str = req(choices=("symmetric", "one_sided", "random_sign"))
+    lr: list[float] = req(min_len=1, gt=0)  # one per weight matrix
+    batch_size: int = req(ge=1)
+    epochs: int = req(ge=1)
+    eval_batch_size: int = req(ge=1)
     # multiply every learning rate by this factor after each epoch (1.0: constant)
-    lr_decay: float = opt(1.0, gt=0, le=1)
+    lr_decay: float = req(gt=0, le=1)
     # evaluate (and save) an exponential moving average of the weights, factor per update
     # (0: off, use the raw weights)
     ema_decay: float = opt(0.0, ge=0, lt=1)
@@ -176,11 +176,11 @@ class EPOutCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EPCfg(TrainingCfg):
-    """Rate-based Equilibrium Propagation (shared/SPEC.md section 1)."""
+    """Rate-based Equilibrium Propagation (README, "The model")."""
 
     # "outside": o = rho(.) + beta (y - o) (Ernoult's code); "inside": o = rho(. + beta (y - o))
-    nudge_placement: str = opt("outside", choices=("outside", "inside"))
-    rule: str = opt("ep", choices=("ep", "cep"))
+    nudge_placement: str = req(choices=("outside", "inside"))
+    rule: str = req(choices=("ep", "cep"))
     out: EPOutCfg = opt(EPOutCfg())
 
     def check(self, path: str) -> None:
@@ -194,16 +194,16 @@ class EPCfg(TrainingCfg):
 
 @dataclass(frozen=True, kw_only=True)
 class NeuronCfg:
-    """Spiking neuron model of EqSpike (shared/SPEC.md section 2)."""
+    """Spiking neuron model of EqSpike (README, "The model")."""
 
-    model: str = opt("sigma_delta", choices=("sigma_delta", "bernoulli"))
+    model: str = req(choices=("sigma_delta", "bernoulli"))
     # sigma-delta: spike when the accumulator reaches it; rate = s / threshold. >= 1 keeps the
     # spikes binary (at most one per step, since s <= 1)
-    threshold: float = opt(1.0, ge=1.0)
+    threshold: float = req(ge=1.0)
     # synaptic trace r += (S - r) / tau; >= 1 so that the trace stays in [0, 1]
-    tau_syn_steps: float = opt(5.0, ge=1.0)
+    tau_syn_steps: float = req(ge=1.0)
     # state update s += leak (rho(.) - s); 1: no leak
-    leak: float = opt(1.0, gt=0, le=1)
+    leak: float = req(gt=0, le=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,12 +219,16 @@ class EqSpikeOutCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EqSpikeCfg(TrainingCfg):
-    """EqSpike training (shared/SPEC.md section 2); the neuron model is the ``neuron`` group."""
+    """EqSpike training (README, "The model"); the neuron model is the ``neuron`` group."""
 
     # presynaptic factor of the rule: the spike (spike-driven) or its trace (ablation)
-    pre_factor: str = opt("spike", choices=("spike", "trace"))
+    pre_factor: str = req(choices=("spike", "trace"))
     # prediction: output state averaged over the last n free steps
-    eval_avg_steps: int = opt(10, ge=1)
+    eval_avg_steps: int = req(ge=1)
+    # how the equations are run (not what): compiled CPU kernels, array operations, or auto
+    # (compiled on the CPU, array on a GPU); the input layer event-driven or as dense products
+    engine: str = req(choices=("auto", "array", "compiled"))
+    input_layer: str = req(choices=("event", "dense"))
     out: EqSpikeOutCfg = opt(EqSpikeOutCfg())
 
     def check(self, path: str) -> None:
@@ -346,9 +350,9 @@ class Config:
     runtime: RuntimeCfg = opt(RuntimeCfg())
     tracking: TrackingCfg = opt(TrackingCfg())
     data: DataCfg = req()
-    ep: EPCfg = opt(EPCfg())
-    neuron: NeuronCfg = opt(NeuronCfg())
-    eqspike: EqSpikeCfg = opt(EqSpikeCfg())
+    ep: EPCfg = req()
+    neuron: NeuronCfg = req()
+    eqspike: EqSpikeCfg = req()
     stdp: StdpCfg = opt(StdpCfg())
     energy: EnergyCfg | None = opt(None)
     report: ReportCfg = opt(ReportCfg())

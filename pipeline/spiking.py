@@ -1,72 +1,87 @@
 """EqSpike: Equilibrium Propagation in a network of spiking neurons with a spike-driven local rule
-(shared/SPEC.md section 2, our reconstruction of Martin et al. 2021).
+(our reconstruction of Martin et al. 2021; the equations with their reasons: README, "The model").
 
-Neurons talk only through binary spikes. Each neuron i keeps an analog EP state s_i and emits
-spikes whose rate encodes it; the spikes reach the neighbours through a synaptic trace r:
+Where each equation lives (one hop each):
 
-    emit        S_i[t] in {0, 1}     sigma-delta: a_i += s_i; S_i = [a_i >= theta]; a_i -= theta S_i
-                                      Bernoulli:   S_i ~ Bernoulli(s_i)
-    trace       r_i += (S_i[t] - r_i) / tau_syn
-    state       s_i[t+1] = (1 - g) s_i[t] + g rho(sum_j W_ij r_j + b_i)       (+ nudge, outputs)
-    nudge       outputs: s_o[t+1] = (1 - g) s_o + g (rho(...) + beta (y - s_o))   (outside rho)
+    emission, leak, trace     ``pipeline/neuron.py``   (sigma_delta, bernoulli; rho)
+    network step              ``step`` below:  v_l = rho(sum_j W r_j + b) (+ nudge), s = relax(s, v)
+    nudge (outputs)           ``step``:  v_L += beta (y - s_L)      (outside rho)
+    learning rule             ``spike_rule`` below
+    phase schedule            ``train_batch`` below (free phase, then +beta and -beta phases)
+    event counts              ``count_phase`` below, keys in ``pipeline/events.py``
 
-Input pixels are spike-coded by the same neuron model, with rate x.
+Neurons talk only through binary spikes S; each neuron i keeps an analog EP state s_i, its spike
+rate encodes s_i, and its neighbours receive the spikes filtered by a synaptic trace r:
 
-Learning rule (SPEC section 2, rule 3): a synapse changes when one of its neurons spikes, by the
-spike times the other neuron's own state change ds = s[t+1] - s[t]:
+    S_l[t]    = emit(s_l[t])                           (input pixels: the same model, rate x)
+    r_l[t]    = r_l[t-1] + (S_l[t] - r_l[t-1]) / tau_syn
+    v_l[t]    = rho(r_{l-1}[t] W_l + b_l + r_{l+1}[t] W_{l+1}^T)      (+ beta (y - s_L[t]), outputs)
+    s_l[t+1]  = (1 - g) s_l[t] + g v_l[t]
 
-    dW_ij[t] = eta / beta (S_j[t] ds_i[t] + S_i[t] ds_j[t])        (input synapses: first term)
-    db_i[t]  = eta / beta ds_i[t]
+Learning rule (``spike_rule``): a synapse changes when one of its neurons spikes, by the spike
+times the other neuron's own state change ds = s[t+1] - s[t], accumulated over a nudged phase:
 
-accumulated over a nudged phase. Spike noise makes ds nonzero without any nudge; the bias is
-removed by ``nudge``: ``symmetric`` runs a +beta and a -beta phase from the same free state and
-takes (acc(+beta) - acc(-beta)) / 2 beta, where the noise terms cancel; ``one_sided`` and
-``random_sign`` subtract the same rule measured over the last K steps of the free phase.
-``pre_factor: trace`` replaces the spike S_j by the trace r_j (an ablation: not spike-driven).
+    dW_ij = eta / beta sum_t (S_j[t] ds_i[t] + S_i[t] ds_j[t])        (input synapses: first term)
+    db_i  = eta / beta sum_t ds_i[t]
 
-Cost model (why it is written this way): the input layer's spikes do not depend on the network,
-so its trains, traces and the input current r_x W_1 of every step are computed for the whole
-phase in one matrix product, and the input-layer rule sum_t S_x[t]^T ds_1[t] is one product over
-the stacked steps (the +beta and -beta phases share S_x, so symmetric nudging needs one product
-of S_x with ds(+) - ds(-)). Dense products beat event-driven scatter on a CPU at these spike
-densities (benchmarks/bench_ep.py prints both).
+Spike noise makes ds nonzero without any nudge; ``nudge`` removes that bias: ``symmetric`` runs a
++beta and a -beta phase from the same free state and takes (rule(+) - rule(-)) / 2 beta, where the
+noise terms cancel; ``one_sided`` and ``random_sign`` subtract the same rule measured over the
+last K steps of the free phase. ``pre_factor: trace`` uses r_j instead of S_j (an ablation).
+
+Two engines run the same equations (``SpikeDynamics.engine``):
+
+- ``array``: NumPy or CuPy array operations over the batch, one call per layer and step. It is
+  the reference, the GPU path, and the only one that takes an ``observer`` (rasters, STDP).
+- ``compiled`` (CPU, ``pipeline/kernels.py``, Numba): one kernel runs a whole phase, every
+  example in parallel; the input layer is event-driven (an input spike adds its row of W_1 to the
+  hidden current; the input rule adds ds_1 into the rows of the pixels that spiked).
+  ``auto`` picks it for NumPy arrays. ``input_layer: dense`` computes the input current and the
+  input rule as batched matrix products instead (both engines).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
 from pipeline.backend import array_module
-from pipeline.ep import Params
+from pipeline.events import Counts, to_json
+from pipeline.network import Params, sizes_of
+from pipeline.neuron import NeuronModel, check_activation, emit, relax, rho
 
-MODELS = ("sigma_delta", "bernoulli")
-
-
-@dataclass(frozen=True)
-class NeuronModel:
-    """Spiking neuron parameters. ``leak`` is g in the state update (1: no leak)."""
-
-    model: str = "sigma_delta"
-    threshold: float = 1.0
-    tau_syn_steps: float = 5.0
-    leak: float = 1.0
+NUDGES = ("symmetric", "one_sided", "random_sign")
+PRE_FACTORS = ("spike", "trace")
+ENGINES = ("auto", "array", "compiled")
+INPUT_LAYERS = ("event", "dense")
 
 
 @dataclass(frozen=True)
 class SpikeDynamics:
+    """Everything that shapes a simulation (defaults live in ``conf/``)."""
+
     T: int
     K: int
     beta: float
-    neuron: NeuronModel = field(default_factory=NeuronModel)
-    nudge: str = "symmetric"  # symmetric | one_sided | random_sign
-    pre_factor: str = "spike"  # spike | trace
-    activation: str = "sigmoid"
-    eval_avg_steps: int = 1  # prediction: output state averaged over the last n free steps
+    neuron: NeuronModel
+    nudge: str  # symmetric | one_sided | random_sign
+    pre_factor: str  # spike | trace
+    activation: str  # sigmoid | hard_sigmoid
+    eval_avg_steps: int  # prediction: output state averaged over the last n free steps
+    engine: str = "auto"  # auto | array | compiled: how, not what (same equations)
+    input_layer: str = "event"  # event | dense: how the compiled engine does the input layer
+
+    def __post_init__(self):
+        for name, value, choices in (("nudge", self.nudge, NUDGES), ("pre_factor", self.pre_factor, PRE_FACTORS),
+                                     ("engine", self.engine, ENGINES),
+                                     ("input_layer", self.input_layer, INPUT_LAYERS)):
+            if value not in choices:
+                raise ValueError(f"eqspike.{name}: {value!r} is not one of {choices}")
+        check_activation(self.activation)
 
 
 class Layer(NamedTuple):
@@ -77,69 +92,108 @@ class Layer(NamedTuple):
     r: object
 
 
-class Counts:
-    """Event counters of a simulation, per phase and layer (SPEC section 2, for the energy
-    estimate of claim C4). Values are host floats, summed over examples."""
+class Window(NamedTuple):
+    """What the rule reads over one window of steps starting at ``start``, stacked over the
+    steps: pre factors ``pre[l]`` and state changes ``ds[l]`` of layers 1..L, ``(k, B, n_l)``;
+    the input layer's pre factor either dense ``pre_in`` ``(k, B, n_active)`` or, in the compiled
+    engine, ``in_events``, whose ``apply_input_rule(W_0, start, post)`` adds ``post[k, b]`` to the
+    rows of the pixels that spiked at step start + k in example b."""
 
-    KINDS = ("spikes", "synaptic_events", "weight_updates", "neuron_updates", "time_steps")
-
-    def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-
-    def add(self, phase: str, layer: str, kind: str, value) -> None:
-        key = f"{phase}.{layer}.{kind}"
-        self.values[key] = self.values.get(key, 0.0) + value
-
-    def merge(self, other: Counts) -> None:
-        for k, v in other.values.items():
-            self.values[k] = self.values.get(k, 0.0) + v
-
-    def host(self) -> dict[str, float]:
-        """Totals as Python floats (one device sync per value on a GPU)."""
-        return {k: float(v) for k, v in sorted(self.values.items())}
+    start: int
+    pre_in: object
+    pre: list
+    ds: list
+    in_events: object = None
 
 
-def rho(v, activation: str, xp: ModuleType):
-    """SPEC section 1: 1 / (1 + exp(-4 (v - 0.5))) = (1 + tanh(2 v - 1)) / 2, in place; or clip."""
-    if activation == "hard_sigmoid":
-        return xp.clip(v, 0.0, 1.0, out=v)
-    v *= 2.0
-    v -= 1.0
-    xp.tanh(v, out=v)
-    v += 1.0
-    v *= 0.5
-    return v
+# --------------------------------------------------------------------------------------------
+# The learning rule
+# --------------------------------------------------------------------------------------------
 
 
-def emit(s, a, neuron: NeuronModel, xp: ModuleType, rng=None):
-    """Spikes from the states (and the new accumulators): the neuron model's only job."""
-    if neuron.model == "sigma_delta":
-        a = a + s
-        spikes = (a >= neuron.threshold).astype(s.dtype)
-        a -= neuron.threshold * spikes
-        return spikes, a
-    if neuron.model == "bernoulli":
-        return (rng(s.shape, s.dtype) < s).astype(s.dtype), a
-    raise ValueError(f"neuron.model: unknown model {neuron.model!r} (one of {MODELS})")
+def spike_rule(params: Params, plus: Window, minus: Window, scale: Sequence[float], active,
+               minus_weight: float = 1.0) -> None:
+    """The spike-driven rule, applied as ``rule(plus) - minus_weight * rule(minus)``:
+
+        dW_l = scale_l sum_t sum_batch (P_{l-1}[t]^T ds_l[t] + ds_{l-1}[t]^T P_l[t])
+        db_l = scale_l sum_t sum_batch ds_l[t]
+
+    P is the pre factor (the spike S, or the trace r), ds = s[t+1] - s[t]; the input layer has
+    no ds, so its synapses take the first term only, ``W_0 += scale_0 sum_t P_in^T ds_1``.
+    ``scale_l`` = eta_l / (2 beta B) for symmetric nudging, eta_l / (beta B) otherwise.
+    Pixels silent in the whole batch (outside ``active``) have no pre factor: left out.
+    """
+    W, b = params
+    xp = array_module(W[0])
+    w = minus_weight
+    same_input = plus.start == minus.start  # symmetric: both phases see the same input spikes
+    # ---- input synapses ---------------------------------------------------------------------
+    if same_input:
+        posts = [(plus, scale[0] * (plus.ds[0] - w * minus.ds[0]))]
+    else:
+        posts = [(plus, scale[0] * plus.ds[0]), (minus, (-scale[0] * w) * minus.ds[0])]
+    for win, post in posts:
+        if win.in_events is not None:
+            win.in_events.apply_input_rule(W[0], win.start, post)
+        else:
+            k, B, n_in = win.pre_in.shape
+            W[0][active] += win.pre_in.reshape(k * B, n_in).T @ post.reshape(k * B, -1)
+    # ---- synapses between spiking layers, biases -----------------------------------------
+    def stacked(a):
+        return a.reshape(-1, a.shape[-1])
+
+    for l in range(1, len(W)):
+        delta = xp.zeros_like(W[l])
+        for win, sign in ((plus, 1.0), (minus, -w)):
+            term = stacked(win.pre[l - 1]).T @ stacked(win.ds[l]) + stacked(win.ds[l - 1]).T @ stacked(win.pre[l])
+            delta += sign * term
+        W[l] += scale[l] * delta
+    for l in range(len(b)):
+        diff = plus.ds[l].sum(axis=(0, 1)) - w * minus.ds[l].sum(axis=(0, 1))
+        b[l] += scale[l] * diff
+
+
+# --------------------------------------------------------------------------------------------
+# Event counts
+# --------------------------------------------------------------------------------------------
+
+
+def count_phase(counts: Counts, phase: str, sizes: Sequence[int], steps: int, batch: int,
+                input_spikes, layer_spikes: Sequence, plastic: bool) -> None:
+    """Events of ``steps`` steps of ``batch`` examples, from the spike totals of the phase.
+
+    Fan-out of a spike: every neuron of the adjacent layers it projects to (the input projects to
+    layer 1 only). Spike-triggered updates (when ``plastic``): an input spike updates its n_1
+    synapses; a spike of layer l its synapses to both neighbours (the rule's two terms)."""
+    counts.add(phase, "input", "spikes", input_spikes)
+    counts.add(phase, "input", "synaptic_events", input_spikes * sizes[1])
+    if plastic:
+        counts.add(phase, "input", "weight_updates", input_spikes * sizes[1])
+    L = len(layer_spikes)
+    for l, n in enumerate(layer_spikes):
+        name = f"layer{l + 1}"
+        fanout = (sizes[l] if l > 0 else 0) + (sizes[l + 2] if l + 1 < L else 0)
+        counts.add(phase, name, "spikes", n)
+        counts.add(phase, name, "synaptic_events", n * fanout)
+        counts.add(phase, name, "neuron_updates", float(steps * batch * sizes[l + 1]))
+        if plastic:
+            counts.add(phase, name, "weight_updates", n * fanout)
+    counts.add(phase, "all", "time_steps", float(steps))
+
+
+# --------------------------------------------------------------------------------------------
+# The array engine (NumPy / CuPy): the reference
+# --------------------------------------------------------------------------------------------
 
 
 def encode_input(x, steps: int, neuron: NeuronModel, rng=None):
     """Spike trains and traces of the input pixels (rate x / threshold), ``(steps, B, n)``.
 
-    The input does not depend on the network, so whole trains are computed up front. For
-    sigma-delta coding of a constant x (a += x; spike when a >= theta; a -= theta) the number of
-    spikes after t + 1 steps is floor((t + 1) x / theta), so the train is the difference of
-    that count: the coder without the rounding drift of a float32 accumulator. The trace r += (S - r) / tau is a causal
-    filter over time, applied as one small matrix product.
-    """
+    The input does not depend on the network, so whole trains are computed up front; the trace
+    r += (S - r) / tau is a causal filter over time, applied as one small matrix product."""
     xp = array_module(x)
-    if neuron.model == "sigma_delta":
-        k = xp.arange(steps + 1, dtype=x.dtype).reshape(-1, 1, 1)
-        counts = xp.floor(k * (x / x.dtype.type(neuron.threshold)))
-        spikes = counts[1:] - counts[:-1]
-    else:
-        spikes = xp.stack([emit(x, None, neuron, xp, rng)[0] for _ in range(steps)])
-    alpha = 1.0 / neuron.tau_syn_steps
+    spikes = neuron.kind.encode(x, steps, neuron, xp, rng)
+    alpha = neuron.alpha
     lag = np.arange(steps)[:, None] - np.arange(steps)[None, :]
     filt = np.where(lag >= 0, alpha * (1.0 - alpha) ** np.maximum(lag, 0), 0.0)  # r[t] = sum_k filt[t,k] S[k]
     traces = (xp.asarray(filt.astype(x.dtype)) @ spikes.reshape(steps, -1)).reshape(spikes.shape)
@@ -176,7 +230,7 @@ def step(params: Params, state: Sequence[Layer], drive, dyn: SpikeDynamics, targ
     """
     xp = array_module(drive)
     nm = dyn.neuron
-    alpha, g = 1.0 / nm.tau_syn_steps, nm.leak
+    alpha = nm.alpha
     W, b = params
     L = len(state)
     spikes, traces, accs = [], [], []
@@ -193,165 +247,126 @@ def step(params: Params, state: Sequence[Layer], drive, dyn: SpikeDynamics, targ
             v += drive if l == 0 else traces[l - 1] @ W[l] + b[l]
         else:
             v = drive.copy() if l == 0 else traces[l - 1] @ W[l] + b[l]
-        rho(v, dyn.activation, xp)
+        rho(v, dyn.activation, out=v)
         s_old = state[l].s
         if l + 1 == L and beta != 0.0:
             v += beta * (target - s_old)
-        if g != 1.0:
-            v = s_old + g * (v - s_old)
+        v = relax(s_old, v, nm)
         new.append(Layer(v, accs[l], traces[l]))
     return spikes, new
 
 
-def _count(counts: Counts, phase: str, spikes_in, spikes: Sequence, sizes: Sequence[int],
-           plastic: bool) -> None:
-    """Events of one step (``spikes``) or of a window of input steps (``spikes_in``: any shape).
+class ArrayEngine:
+    """``prepare`` once per batch, then ``run_phase`` per phase (see ``train_batch``)."""
 
-    Fan-out of a spike: every neuron of the adjacent layers it projects to (the input projects
-    to layer 1 only). Spike-triggered updates (when ``plastic``): an input spike updates its n_1
-    synapses; a spike of layer l updates its synapses to layer l+1 (its presynaptic term) and
-    from layer l-1 unless that is the input, whose ds is zero."""
-    if spikes_in is not None:
-        n_in = spikes_in.sum()
-        counts.add(phase, "input", "spikes", n_in)
-        counts.add(phase, "input", "synaptic_events", n_in * sizes[1])
-        if plastic:
-            counts.add(phase, "input", "weight_updates", n_in * sizes[1])
-        return
-    L = len(spikes)
-    for l, S in enumerate(spikes):
-        name = f"layer{l + 1}"
-        n = S.sum()
-        fanout = (sizes[l] if l > 0 else 0) + (sizes[l + 2] if l + 1 < L else 0)
-        counts.add(phase, name, "spikes", n)
-        counts.add(phase, name, "synaptic_events", n * fanout)
-        counts.add(phase, name, "neuron_updates", float(S.size))
-        if plastic:
-            counts.add(phase, name, "weight_updates", n * fanout)
-    counts.add(phase, "all", "time_steps", 1.0)
+    def __init__(self, params: Params, x, steps: int, dyn: SpikeDynamics, rng=None):
+        self.params, self.dyn, self.rng = params, dyn, rng
+        self.active = active_inputs(x)
+        self.spikes_in, self.traces_in = encode_input(x[:, self.active], steps, dyn.neuron, rng)
+        self.drive = input_drive(params, self.traces_in, self.active)
+        self.B = x.shape[0]
 
+    def initial_state(self):
+        return initial_state(self.params, self.B)
 
-class RuleTrace:
-    """The spike-driven rule accumulated over one measurement window."""
+    @staticmethod
+    def output(state):
+        return state[-1].s
 
-    def __init__(self, params: Params):
-        xp = array_module(params.W[0])
-        self.hidden = [xp.zeros_like(w) for w in params.W[1:]]  # sum_t P^T ds + ds^T P
-        self.pre_in: list = []  # input pre factor per step, (B, n_0)
-        self.ds_first: list = []  # state change of layer 1 per step, (B, n_1)
-        self.start = -1  # first time step of the window
-        self.s_start: list | None = None
-        self.s_end: list | None = None
-
-    def record(self, pre_in, pre: Sequence, old: Sequence[Layer], new: Sequence[Layer]) -> None:
-        ds = [n.s - o.s for n, o in zip(new, old)]
-        self.pre_in.append(pre_in)
-        self.ds_first.append(ds[0])
-        for l in range(1, len(ds)):
-            self.hidden[l - 1] += pre[l - 1].T @ ds[l] + ds[l - 1].T @ pre[l]
-
-
-def run_phase(params: Params, state: list[Layer], drive, start: int, steps: int, dyn: SpikeDynamics,
-              counts: Counts, phase: str, sizes: Sequence[int], spikes_in, traces_in, target=None,
-              beta: float = 0.0, rule: RuleTrace | None = None, rng=None, observer=None):
-    """``steps`` steps from time ``start``; records the rule into ``rule`` when given.
-
-    ``observer(t, spikes_in_t, spikes, old_state, new_state)``, when given, sees every step
-    (rasters, the STDP recorder): it observes, it does not change the simulation."""
-    if rule is not None:
-        rule.start = start
-        rule.s_start = [layer.s for layer in state]
-    _count(counts, phase, spikes_in[start:start + steps], None, sizes, rule is not None)
-    for k in range(steps):
-        t = start + k
-        spikes, new = step(params, state, drive[t], dyn, target, beta, rng)
-        _count(counts, phase, None, spikes, sizes, rule is not None)
-        if observer is not None:
-            observer(t, spikes_in[t], spikes, state, new)
-        if rule is not None:
-            pre = spikes if dyn.pre_factor == "spike" else [layer.r for layer in new]
-            rule.record(spikes_in[t] if dyn.pre_factor == "spike" else traces_in[t], pre, state, new)
-        state = new
-    if rule is not None:
-        rule.s_end = [layer.s for layer in state]
-    return state
+    def run_phase(self, state, start: int, steps: int, target=None, beta: float = 0.0, record: bool = False,
+                  observer=None, avg_from: int | None = None):
+        """``steps`` steps from time ``start``. Returns the state, the rule's ``Window`` (when
+        ``record``), the input and per-layer spike totals, and the sum of the output state over
+        the steps t >= ``avg_from`` (prediction). ``observer(t, spikes_in_t, spikes, old, new)``
+        sees every step; it observes, it does not change the simulation."""
+        xp = array_module(self.drive)
+        pre, ds = [], []
+        layer_spikes = [0.0] * len(state)
+        out_sum = None
+        for k in range(steps):
+            t = start + k
+            spikes, new = step(self.params, state, self.drive[t], self.dyn, target, beta, self.rng)
+            for l, S in enumerate(spikes):
+                layer_spikes[l] = layer_spikes[l] + S.sum()
+            if observer is not None:
+                observer(t, self.spikes_in[t], spikes, state, new)
+            if record:
+                pre.append(spikes if self.dyn.pre_factor == "spike" else [layer.r for layer in new])
+                ds.append([n.s - o.s for n, o in zip(new, state)])
+            state = new
+            if avg_from is not None and t >= avg_from:
+                out_sum = state[-1].s.copy() if out_sum is None else out_sum + state[-1].s
+        window = None
+        if record:
+            pre_in = (self.spikes_in if self.dyn.pre_factor == "spike" else self.traces_in)[start:start + steps]
+            window = Window(start, pre_in, [xp.stack([p[l] for p in pre]) for l in range(len(state))],
+                            [xp.stack([d[l] for d in ds]) for l in range(len(state))])
+        input_spikes = self.spikes_in[start:start + steps].sum()
+        return state, window, input_spikes, layer_spikes, out_sum
 
 
-def _apply(params: Params, a: RuleTrace, b: RuleTrace, scale: Sequence[float], active) -> None:
-    """W += scale (rule(a) - rule(b)); the input layer as one product over the stacked steps."""
-    xp = array_module(params.W[0])
-    if a.start == b.start:
-        # same window (symmetric nudging): the input's pre factors are the same in both phases
-        pre = xp.concatenate(a.pre_in, axis=0)
-        post = xp.concatenate([da - db for da, db in zip(a.ds_first, b.ds_first)], axis=0)
-    else:
-        pre = xp.concatenate(a.pre_in + b.pre_in, axis=0)
-        post = xp.concatenate(a.ds_first + [-d for d in b.ds_first], axis=0)
-    post *= scale[0]
-    params.W[0][active] += pre.T @ post  # silent pixels: zero update, left out
-    for l in range(1, len(params.W)):
-        params.W[l] += scale[l] * (a.hidden[l - 1] - b.hidden[l - 1])
-    for l in range(len(params.b)):
-        # sum_t ds telescopes to s_end - s_start
-        diff = (a.s_end[l] - a.s_start[l]) - (b.s_end[l] - b.s_start[l])
-        params.b[l] += scale[l] * diff.sum(axis=0)
+def make_engine(params: Params, x, steps: int, dyn: SpikeDynamics, rng=None):
+    """The engine ``dyn.engine`` names (``auto``: compiled for NumPy arrays, array for CuPy)."""
+    xp = array_module(x)
+    engine = dyn.engine
+    if engine == "auto":
+        engine = "compiled" if xp is np else "array"
+    if engine == "compiled":
+        if xp is not np:
+            raise ValueError("eqspike.engine=compiled runs on the CPU (NumPy arrays); use array or auto on a GPU")
+        from pipeline import kernels
+
+        return kernels.CompiledEngine(params, x, steps, dyn, rng)
+    return ArrayEngine(params, x, steps, dyn, rng)
+
+
+# --------------------------------------------------------------------------------------------
+# The phase schedule
+# --------------------------------------------------------------------------------------------
 
 
 def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[float], sign: float = 1.0,
                 rng=None, counts: Counts | None = None):
-    """One EqSpike learning step on a batch; returns the output state after the free phase."""
+    """One EqSpike learning step on a batch; returns the output state after the free phase.
+
+    Symmetric: T free steps, then K steps at +beta and K steps at -beta from the same free state,
+    ``spike_rule(+, -)`` with scale eta / (2 beta B). One-sided: the rule over the K nudged steps
+    minus the rule over the last K free steps, scale eta / (beta B)."""
     counts = Counts() if counts is None else counts
     B = x.shape[0]
-    sizes = [x.shape[1], *(w.shape[1] for w in params.W)]
-    active = active_inputs(x)
-    spikes_in, traces_in = encode_input(x[:, active], dyn.T + dyn.K, dyn.neuron, rng)
-    drive = input_drive(params, traces_in, active)
-    common = dict(params=params, drive=drive, dyn=dyn, counts=counts, sizes=sizes,
-                  spikes_in=spikes_in, traces_in=traces_in, rng=rng)
-    state = initial_state(params, B)
+    sizes = sizes_of(params)
+    eng = make_engine(params, x, dyn.T + dyn.K, dyn, rng)
     beta = dyn.beta * sign
+
+    def phase(name, state, start, steps, **kw):
+        state, window, n_in, n_layers, _ = eng.run_phase(state, start, steps, **kw)
+        count_phase(counts, name, sizes, steps, B, n_in, n_layers, kw.get("record", False))
+        return state, window
+
+    state = eng.initial_state()
     if dyn.nudge == "symmetric":
-        free = run_phase(state=state, start=0, steps=dyn.T, phase="free", **common)
-        pos, neg = RuleTrace(params), RuleTrace(params)
-        run_phase(state=free, start=dyn.T, steps=dyn.K, phase="nudged", target=y_onehot, beta=beta,
-                  rule=pos, **common)
-        run_phase(state=free, start=dyn.T, steps=dyn.K, phase="nudged", target=y_onehot, beta=-beta,
-                  rule=neg, **common)
-        _apply(params, pos, neg, [eta / (2.0 * beta * B) for eta in lr], active)
-        return free[-1].s
-    # one-sided: subtract the rule measured over the last K free steps (same length of window)
+        free, _ = phase("free", state, 0, dyn.T)
+        _, pos = phase("nudged", free, dyn.T, dyn.K, target=y_onehot, beta=beta, record=True)
+        _, neg = phase("nudged", free, dyn.T, dyn.K, target=y_onehot, beta=-beta, record=True)
+        spike_rule(params, pos, neg, [eta / (2.0 * beta * B) for eta in lr], eng.active)
+        return eng.output(free)
+    # one-sided: subtract the rule measured over the last K free steps (same rate of change)
     window = min(dyn.K, dyn.T)
-    state = run_phase(state=state, start=0, steps=dyn.T - window, phase="free", **common)
-    ref = RuleTrace(params)
-    free = run_phase(state=state, start=dyn.T - window, steps=window, phase="free", rule=ref, **common)
-    nudged = RuleTrace(params)
-    run_phase(state=free, start=dyn.T, steps=dyn.K, phase="nudged", target=y_onehot, beta=beta,
-              rule=nudged, **common)
-    if window != dyn.K:  # compare rates of change per step, not totals over unequal windows
-        f = dyn.K / window
-        ref.hidden = [h * f for h in ref.hidden]
-        ref.ds_first = [d * f for d in ref.ds_first]
-    _apply(params, nudged, ref, [eta / (beta * B) for eta in lr], active)
-    return free[-1].s
+    state, _ = phase("free", state, 0, dyn.T - window)
+    free, ref = phase("free", state, dyn.T - window, window, record=True)
+    _, nudged = phase("nudged", free, dyn.T, dyn.K, target=y_onehot, beta=beta, record=True)
+    spike_rule(params, nudged, ref, [eta / (beta * B) for eta in lr], eng.active, minus_weight=dyn.K / window)
+    return eng.output(free)
 
 
-def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | None = None,
-            observer=None):
+def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | None = None, observer=None):
     """Free phase of T steps; the output state averaged over the last ``eval_avg_steps``."""
     counts = Counts() if counts is None else counts
-    xp = array_module(x)
-    sizes = [x.shape[1], *(w.shape[1] for w in params.W)]
-    active = active_inputs(x)
-    spikes_in, traces_in = encode_input(x[:, active], dyn.T, dyn.neuron, rng)
-    drive = input_drive(params, traces_in, active)
-    common = dict(params=params, drive=drive, dyn=dyn, counts=counts, sizes=sizes,
-                  spikes_in=spikes_in, traces_in=traces_in, rng=rng, phase="inference", observer=observer)
+    eng = make_engine(params, x, dyn.T, dyn, rng)
     n_avg = min(dyn.eval_avg_steps, dyn.T)
-    state = run_phase(state=initial_state(params, x.shape[0]), start=0, steps=dyn.T - n_avg, **common)
-    total = xp.zeros_like(state[-1].s)
-    for t in range(dyn.T - n_avg, dyn.T):
-        state = run_phase(state=state, start=t, steps=1, **common)
-        total += state[-1].s
+    kw = {} if observer is None else {"observer": observer}
+    _, _, n_in, n_layers, total = eng.run_phase(eng.initial_state(), 0, dyn.T, avg_from=dyn.T - n_avg, **kw)
+    count_phase(counts, "inference", sizes_of(params), dyn.T, x.shape[0], n_in, n_layers, False)
     return total / n_avg
 
 
@@ -390,22 +405,22 @@ def make_rng(xp: ModuleType, seed):
 def simulate_learning(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None, observer=None) -> None:
     """The phases of one learning step (free, then the nudged phase(s) from the free state), with
     ``observer`` seeing every step and the phase it belongs to, and no weight change: for
-    rasters and the STDP recorder. ``observer(phase, t, spikes_in_t, spikes, old, new)``."""
+    rasters and the STDP recorder (array engine). ``observer(phase, t, spikes_in_t, spikes, old, new)``."""
     xp = array_module(x)
-    sizes = [x.shape[1], *(w.shape[1] for w in params.W)]
-    spikes_in, traces_in = encode_input(x, dyn.T + dyn.K, dyn.neuron, rng)
-    common = dict(params=params, drive=input_drive(params, traces_in, xp.arange(x.shape[1])), dyn=dyn,
-                  counts=Counts(), sizes=sizes, spikes_in=spikes_in, traces_in=traces_in, rng=rng)
+    eng = ArrayEngine(params, x, dyn.T + dyn.K, dyn, rng)
+    # every pixel, silent ones included, so observers see the whole input layer
+    eng.active = xp.arange(x.shape[1])
+    eng.spikes_in, eng.traces_in = encode_input(x, dyn.T + dyn.K, dyn.neuron, rng)
+    eng.drive = input_drive(params, eng.traces_in, eng.active)
 
     def seen_as(phase):
         return None if observer is None else (lambda *step: observer(phase, *step))
 
-    free = run_phase(state=initial_state(params, x.shape[0]), start=0, steps=dyn.T, phase="free",
-                     observer=seen_as("free"), **common)
+    free = eng.run_phase(eng.initial_state(), 0, dyn.T, observer=seen_as("free"))[0]
     signs = (1.0, -1.0) if dyn.nudge == "symmetric" else (1.0,)
     for sign in signs:
-        run_phase(state=free, start=dyn.T, steps=dyn.K, phase="nudged", target=y_onehot,
-                  beta=sign * dyn.beta, observer=seen_as("nudged+" if sign > 0 else "nudged-"), **common)
+        eng.run_phase(free, dyn.T, dyn.K, target=y_onehot, beta=sign * dyn.beta,
+                      observer=seen_as("nudged+" if sign > 0 else "nudged-"))
 
 
 def record_raster(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None) -> dict[str, list]:
@@ -416,3 +431,48 @@ def record_raster(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None) -> 
     simulate_learning(params, x, y_onehot, dyn, rng,
                       lambda phase, t, s_in, spikes, old, new: out.setdefault(phase, []).append([s_in, *spikes]))
     return out
+
+
+class EqSpikeModel:
+    """EqSpike as seen by ``pipeline.train.fit``; counts the events of training and inference."""
+
+    name = "eqspike"
+    code_files = tuple(f"{__file__.rsplit('/', 1)[0]}/{m}.py"
+                       for m in ("spiking", "kernels", "network", "neuron", "events", "train"))
+
+    def __init__(self, dyn: SpikeDynamics, xp: ModuleType, seed: int, eval_batch_size: int):
+        self.dyn, self.xp, self.seed, self.eval_batch_size = dyn, xp, seed, eval_batch_size
+        self.compiled = dyn.engine == "compiled" or (dyn.engine == "auto" and xp is np)
+        self.rng = make_rng(xp, [seed, 1, 0])
+        self._reset()
+
+    def start_epoch(self, epoch: int) -> None:
+        # Bernoulli spikes: one stream per epoch, so a resumed run draws what an uninterrupted
+        # one would have drawn
+        self.rng = make_rng(self.xp, [self.seed, 1, epoch])
+
+    def _reset(self) -> None:
+        self.train_counts, self.test_counts = Counts(), Counts()
+        self.n_train = self.n_test = 0
+
+    def train_batch(self, params, x, labels, lr, sign: float):
+        self.n_train += x.shape[0]
+        target = onehot(labels, params.W[-1].shape[1], self.xp, x.dtype)
+        return train_batch(params, x, target, self.dyn, lr, sign, self.rng, self.train_counts)
+
+    def evaluate(self, params, x, labels, count: bool = True) -> tuple[float, float]:
+        """``count``: add this evaluation's events to the inference counts (the evaluated
+        weights only, not the raw weights evaluated beside a moving average)."""
+        if count:
+            self.n_test += x.shape[0]
+        return evaluate(params, x, labels, self.dyn, self.eval_batch_size, self.rng,
+                        self.test_counts if count else None)
+
+    def epoch_extras(self) -> dict:
+        """Event counts per example of this epoch, ``{"events": {"train": ..., "inference": ...}}``
+        nested as ``pipeline.events.to_json``: training (free + nudged phases, updates) and
+        inference (one free phase of the evaluated weights)."""
+        out = {"events": {"train": to_json(self.train_counts.per_example(self.n_train)),
+                          "inference": to_json(self.test_counts.per_example(self.n_test))}}
+        self._reset()
+        return out

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import neuron
 from pipeline.backend import to_host
 
 BI_POO_TAU_PLUS_MS = 16.8  # Bi & Poo 2001 fit, used by Pfister & Gerstner 2006 (anchors.md)
@@ -190,7 +191,7 @@ def pairing_window(dts: Sequence[int], leak: float, tau_syn_steps: float, weight
     """The rule's own window: dw(dt) for an imposed presynaptic spike at 0 and postsynaptic
     spike at dt (module docstring). Slope-4 sigmoid as rho; states start at rest."""
     def rho(v):
-        return 1.0 / (1.0 + np.exp(-4.0 * (v - 0.5)))
+        return float(neuron.rho(np.asarray(v, dtype=np.float64)))
 
     alpha = 1.0 / tau_syn_steps
     out = []

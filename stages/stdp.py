@@ -16,8 +16,9 @@ from pipeline import spiking, stdp
 from pipeline.backend import get_xp
 from pipeline.data import load
 from pipeline.schema import Config
-from pipeline.train import EqSpikeModel, load_weights
+from pipeline.network import load_weights
 from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
+from stages.train_eqspike import dynamics
 
 GROUPS = {"input synapses": 0, "hidden synapses": 1}
 # the +beta phase alone (what a synapse does during one nudged phase) and the net update
@@ -34,7 +35,7 @@ def worker(cfg: Config, run: Run) -> None:
         raise FileNotFoundError(f"{weights} is missing: train EqSpike first (dvc repro train_eqspike)")
     params, _ = load_weights(weights, xp)
     data = load(cfg.data, REPO)
-    dyn = EqSpikeModel(cfg.eqspike, cfg.neuron, xp, cfg.runtime.seed).dyn
+    dyn = dynamics(cfg.eqspike, cfg.neuron, engine="array")  # observers need the array engine
     sizes = [params.W[0].shape[0], *(w.shape[1] for w in params.W)]
 
     # ---- record spike-triggered updates of sampled synapses (no weight change) ------------

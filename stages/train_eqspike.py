@@ -1,5 +1,5 @@
 """DVC stage ``train_eqspike``: train EqSpike, the spiking network with the spike-driven local
-rule (claim C1, shared/SPEC.md section 2).
+rule (claim C1; equations: README, "The model").
 
     python -m stages.train_eqspike                   # as dvc repro runs it
     python -m stages.train_eqspike eqspike.epochs=1 neuron=bernoulli   # (neuron=... via dvc exp run -S)
@@ -15,45 +15,43 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 
+from pipeline import events as ev
 from pipeline import spiking
 from pipeline.backend import get_xp, to_host
 from pipeline.data import load
+from pipeline.neuron import NeuronModel
 from pipeline.plots import spike_raster
-from pipeline.schema import Config
-from pipeline.train import EqSpikeModel
+from pipeline.schema import Config, EqSpikeCfg, NeuronCfg
 from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
 from stages.training import train_and_write
 
 PAPER_EQSPIKE_ACCURACY = 0.976  # Martin et al. 2021 (shared/SPEC.md, claim C1)
 
 
-def summarise(events: dict) -> dict:
-    """Totals over layers per phase and kind, from ``{phase.layer.kind: value}``."""
-    out: dict[str, float] = {}
-    for key, value in events.items():
-        phase, _layer, kind = key.split(".")
-        out[f"{phase}.{kind}"] = out.get(f"{phase}.{kind}", 0.0) + value
-    return out
+def dynamics(c: EqSpikeCfg, n: NeuronCfg, engine: str | None = None) -> spiking.SpikeDynamics:
+    """The plain dynamics object the library takes, from the validated config."""
+    return spiking.SpikeDynamics(
+        T=c.T, K=c.K, beta=c.beta, nudge=c.nudge, pre_factor=c.pre_factor, activation=c.activation,
+        eval_avg_steps=c.eval_avg_steps, engine=engine or c.engine, input_layer=c.input_layer,
+        neuron=NeuronModel(model=n.model, threshold=n.threshold, tau_syn_steps=n.tau_syn_steps, leak=n.leak))
 
 
 def worker(cfg: Config, run: Run) -> None:
     xp = get_xp(cfg.runtime.device)
     data = load(cfg.data, REPO)
-    model = EqSpikeModel(cfg.eqspike, cfg.neuron, xp, cfg.runtime.seed)
     ec = cfg.eqspike
+    model = spiking.EqSpikeModel(dynamics(ec, cfg.neuron), xp, cfg.runtime.seed, ec.eval_batch_size)
 
     def after(params, history) -> dict:
         last = history[-1]
-        per_example = {
-            part: {k[len(f"events.{part}."):]: v for k, v in last.items() if k.startswith(f"events.{part}.")}
-            for part in ("train", "inference")
-        }
+        per_example = last["events"]
+        totals = {part: ev.totals(ev.from_json(counts), ev.PHASES) for part, counts in per_example.items()}
         events = {
             "description": "event counts per example, measured in the last epoch's simulation "
                            "(train: free + nudged phases with spike-triggered updates; inference: "
                            "one free phase of the evaluated weights on the test set)",
             "per_example": per_example,
-            "totals_per_example": {part: summarise(v) for part, v in per_example.items()},
+            "totals_per_example": totals,
             "sizes": ec.sizes, "T": ec.T, "K": ec.K, "nudge": ec.nudge, "batch_size": ec.batch_size,
             "nudged_phases": 2 if ec.nudge == "symmetric" else 1,
             "neuron": asdict(cfg.neuron), "epoch": last["epoch"],
@@ -63,18 +61,17 @@ def worker(cfg: Config, run: Run) -> None:
         # raster of the first test example
         x1 = xp.asarray(data.x_test[:1], dtype=params.W[0].dtype)
         y1 = spiking.onehot(xp.asarray(data.y_test[:1]), ec.sizes[-1], xp, x1.dtype)
-        raster = spiking.record_raster(params, x1, y1, model.dyn, spiking.make_rng(xp, [cfg.runtime.seed, 2]))
+        raster = spiking.record_raster(params, x1, y1, dynamics(ec, cfg.neuron, engine="array"),
+                                       spiking.make_rng(xp, [cfg.runtime.seed, 2]))
         raster = {p: [[to_host(a) for a in step] for step in steps] for p, steps in raster.items()}
         atomic_write(repo_path(ec.out.raster_png),
                      lambda p: spike_raster(raster, p, f"EqSpike {ec.sizes}, {cfg.neuron.model}",
                                             int(data.y_test[0])))
         run.artifact(repo_path(ec.out.raster_png))
-        totals = events["totals_per_example"]
         return {
-            "spikes_per_inference": totals["inference"].get("inference.spikes", 0.0),
-            "synaptic_events_per_inference": totals["inference"].get("inference.synaptic_events", 0.0),
-            "weight_updates_per_training_example": totals["train"].get("nudged.weight_updates", 0.0)
-            + totals["train"].get("free.weight_updates", 0.0),
+            "spikes_per_inference": totals["inference"]["spikes"],
+            "synaptic_events_per_inference": totals["inference"]["synaptic_events"],
+            "weight_updates_per_training_example": totals["train"]["weight_updates"],
         }
 
     train_and_write(model, ec, data, cfg.runtime.seed, cfg.runtime.dtype, run,

@@ -8,14 +8,16 @@ last finished epoch and ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 
-from pipeline import ep
 from pipeline.backend import device_name
 from pipeline.data import Dataset
+from pipeline.network import Params, copy_params, init_params, load_weights, save_weights
 from pipeline.plots import learning_curves
-from pipeline.train import copy_params, fit, load_weights, run_key, save_weights
+from pipeline.train import Schedule, code_digest, fit
 from stages.common import Run, atomic_write, repo_path, write_json
 
 CURVE_FIELDS = ["epoch", "train_accuracy", "train_error", "test_accuracy", "test_error",
@@ -32,16 +34,40 @@ def write_csv(path, records) -> None:
     atomic_write(path, write)
 
 
+def schedule(model_cfg) -> Schedule:
+    return Schedule(epochs=model_cfg.epochs, batch_size=model_cfg.batch_size, lr=list(model_cfg.lr),
+                    lr_decay=model_cfg.lr_decay, ema_decay=model_cfg.ema_decay,
+                    random_sign=model_cfg.nudge == "random_sign")
+
+
+# config keys that do not shape the weights: a finished run can be extended, evaluated in other
+# batches, or run by another engine (same equations) and keep its key
+NOT_IN_RUN_KEY = ("epochs", "out", "eval_batch_size", "engine", "input_layer")
+
+
+def run_key(model, cfg, seed: int, dtype: str, n_train: int, extra: dict | None = None) -> str:
+    """Identity of a training run for resuming: everything that shapes the weights (config,
+    seed, data size, the model's code) except the number of epochs."""
+    relevant = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_RUN_KEY}
+    relevant.update(seed=seed, dtype=dtype, n_train=n_train, code=code_digest(model.code_files), **(extra or {}))
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def numeric(record: dict) -> dict:
+    """The entries MLflow can log as metrics."""
+    return {k: v for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))}
+
+
 def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run: Run, title: str,
                     reference: float, progress: bool, key_extra: dict | None = None,
-                    after: Callable[[ep.Params, list[dict]], dict] | None = None) -> tuple[ep.Params, list[dict]]:
+                    after: Callable[[Params, list[dict]], dict] | None = None) -> tuple[Params, list[dict]]:
     """Resume or start, train to ``model_cfg.epochs``, write weights, metrics, curves.
 
     ``after(params, history)`` may add entries to the metrics JSON (and write more outputs).
     Returns the evaluated weights (the average when ``ema_decay`` > 0) and the history.
     """
     xp, out = model.xp, model_cfg.out
-    key = run_key(model_cfg, seed, dtype, len(data.y_train), key_extra)
+    key = run_key(model, model_cfg, seed, dtype, len(data.y_train), key_extra)
     run.tags({"device": device_name(xp), "run_key": key})
 
     # ---- resume from the checkpoint when it belongs to this run ---------------------------
@@ -58,22 +84,22 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
         else:
             print(f"{ckpt} belongs to another config; starting from scratch")
     if start_epoch == 0:
-        params = ep.init_params(model_cfg.sizes, seed, xp, dtype)
+        params = init_params(model_cfg.sizes, seed, xp, dtype)
         ema = copy_params(params) if use_ema else None
     for record in history:
-        run.metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        run.metrics(numeric(record), step=record["epoch"])
 
     # ---- train, checkpoint after every epoch ---------------------------------------------
     def on_epoch_end(epoch: int, record: dict) -> None:
         history.append(record)
-        run.metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        run.metrics(numeric(record), step=record["epoch"])
         atomic_write(ckpt, lambda p: save_weights(p, params, ema, epoch=epoch + 1, run_key=key,
                                                   history=json.dumps(history)))
         raw = f"  (raw weights {record['test_accuracy_raw']:.4f})" if "test_accuracy_raw" in record else ""
         print(f"{model.name} epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}  "
               f"test acc {record['test_accuracy']:.4f}{raw}  ({record['seconds']:.1f} s)", flush=True)
 
-    fit(model, params, data, seed, start_epoch, ema, on_epoch_end, progress)
+    fit(model, params, data, schedule(model_cfg), seed, start_epoch, ema, on_epoch_end, progress)
 
     # ---- outputs ------------------------------------------------------------------------
     final = ema if use_ema else params

@@ -31,8 +31,8 @@ def test_hand_built_counts_give_hand_computed_energy():
 
 
 def test_event_totals_sum_layers_and_phases():
-    per_example = {"free.input.spikes": 3.0, "free.layer1.spikes": 2.0, "nudged.layer1.spikes": 1.0,
-                   "nudged.layer1.weight_updates": 7.0, "free.all.time_steps": 40.0}
+    per_example = {"free": {"input": {"spikes": 3.0}, "layer1": {"spikes": 2.0}, "all": {"time_steps": 40.0}},
+                   "nudged": {"layer1": {"spikes": 1.0, "weight_updates": 7.0}}}
     t = en.event_totals(per_example, ("free", "nudged"))
     assert t["spikes"] == 6.0 and t["weight_updates"] == 7.0 and t["synaptic_events"] == 0.0
     with pytest.raises(en.CountsMissing):
@@ -87,10 +87,10 @@ def test_stage_without_counts_stops_naming_them(tmp_path, mlflow_store, capsys):
 
 
 def test_stage_end_to_end_on_given_counts(tmp_path, mlflow_store):
-    events = {"per_example": {"train": {"free.layer1.spikes": 100.0, "nudged.layer1.synaptic_events": 1e4,
-                                        "nudged.input.weight_updates": 1e3},
-                              "inference": {"inference.layer1.spikes": 50.0,
-                                            "inference.layer1.synaptic_events": 5e3}},
+    events = {"per_example": {"train": {"free": {"layer1": {"spikes": 100.0}},
+                                        "nudged": {"layer1": {"synaptic_events": 1e4},
+                                                   "input": {"weight_updates": 1e3}}},
+                              "inference": {"inference": {"layer1": {"spikes": 50.0, "synaptic_events": 5e3}}}},
               "sizes": [784, 512, 10], "T": 40, "K": 20, "nudged_phases": 2}
     path = tmp_path / "events.json"
     path.write_text(json.dumps(events))

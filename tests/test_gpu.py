@@ -11,6 +11,11 @@ import pytest
 
 from pipeline import ep, spiking
 from pipeline.backend import gpu_available, to_host
+from pipeline.events import Counts
+from pipeline.neuron import NeuronModel
+
+DYN = spiking.SpikeDynamics(T=20, K=10, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+                            eval_avg_steps=1, neuron=NeuronModel("sigma_delta", 1.0, 10.0, 1.0))
 
 pytestmark = [
     pytest.mark.gpu,
@@ -50,9 +55,9 @@ def test_eqspike_sigma_delta_matches():
         params = ep.init_params([784, 64, 10], seed=0, xp=xp)
         x = xp.asarray(x_host)
         y = spiking.onehot(xp.asarray(y_host), 10, xp, np.float32)
-        counts = spiking.Counts()
-        spiking.train_batch(params, x, y, spiking.SpikeDynamics(T=20, K=10, beta=0.5), [0.1, 0.05], counts=counts)
-        return [to_host(w) for w in params.W], counts.host()
+        counts = Counts()
+        spiking.train_batch(params, x, y, DYN, [0.1, 0.05], counts=counts)
+        return [to_host(w) for w in params.W], {".".join(k): v for k, v in counts.host().items()}
 
     (cpu, c_cpu), (gpu, c_gpu) = _both(run)
     for a, b in zip(cpu, gpu):

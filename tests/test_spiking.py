@@ -9,12 +9,25 @@ import pytest
 
 from pipeline import ep
 from pipeline import spiking as sp
+from pipeline.events import Counts
+from pipeline.neuron import NeuronModel, emit
 
-SD = sp.NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=2.0, leak=1.0)
+SD = NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=2.0, leak=1.0)
+
+
+def make_dyn(T, K, beta, neuron=SD, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+             eval_avg_steps=1, engine="array", input_layer="event"):
+    return sp.SpikeDynamics(T=T, K=K, beta=beta, neuron=neuron, nudge=nudge, pre_factor=pre_factor,
+                            activation=activation, eval_avg_steps=eval_avg_steps, engine=engine,
+                            input_layer=input_layer)
+
+
+def flat(counts):
+    return {".".join(k): v for k, v in counts.host().items()}
 
 
 def hard(T=3, K=2, beta=0.5, **kw):
-    return sp.SpikeDynamics(T=T, K=K, beta=beta, neuron=SD, activation="hard_sigmoid", **kw)
+    return make_dyn(T=T, K=K, beta=beta, neuron=SD, activation="hard_sigmoid", **kw)
 
 
 def test_sigma_delta_input_train_counts():
@@ -36,7 +49,7 @@ def test_iterative_sigma_delta_emit_matches_the_rate():
     a = np.zeros_like(s)
     total = np.zeros_like(s)
     for _ in range(40):
-        S, a = sp.emit(s, a, SD, np)
+        S, a = emit(s, a, SD, np)
         total += S
     np.testing.assert_array_equal(total, [[10, 25]])
 
@@ -81,7 +94,7 @@ def test_neurons_see_spikes_not_states():
     base = sp.initial_state(params, 1)
     a = [base[0], sp.Layer(np.full((1, 2), 0.30), np.zeros((1, 2)), np.full((1, 2), 0.1))]
     b = [base[0], sp.Layer(np.full((1, 2), 0.35), np.zeros((1, 2)), np.full((1, 2), 0.1))]
-    dyn = sp.SpikeDynamics(T=1, K=1, beta=0.1, neuron=SD)
+    dyn = make_dyn(T=1, K=1, beta=0.1, neuron=SD)
     _, na = sp.step(params, a, drive, dyn)
     _, nb = sp.step(params, b, drive, dyn)
     np.testing.assert_array_equal(na[0].s, nb[0].s)
@@ -104,7 +117,8 @@ def simulate(params, x, dyn, y, beta):
     return record
 
 
-def test_accumulated_update_is_the_per_synapse_formula():
+@pytest.mark.parametrize("engine", ["array", "compiled"])
+def test_accumulated_update_is_the_per_synapse_formula(engine):
     """dW_ij = eta / (2 beta B) sum_b sum_t [S_j ds_i + S_i ds_j](+beta) - [...](-beta),
     element by element; input synapses: the presynaptic term only."""
     rng = np.random.default_rng(0)
@@ -114,7 +128,7 @@ def test_accumulated_update_is_the_per_synapse_formula():
     params.W[1][:] *= 6
     x = rng.random((2, 5)) * (rng.random((2, 5)) > 0.2)
     y = np.eye(3)[[0, 2]]
-    dyn = sp.SpikeDynamics(T=12, K=8, beta=0.4, neuron=SD)
+    dyn = make_dyn(T=12, K=8, beta=0.4, neuron=SD, engine=engine)
     lr = [0.3, 0.2]
     plus, minus = simulate(params, x, dyn, y, 0.4), simulate(params, x, dyn, y, -0.4)
     assert sum(float(S[0].sum() + S[1].sum()) for _, S, _, _ in plus) > 5, "test needs spikes"
@@ -140,7 +154,8 @@ def test_accumulated_update_is_the_per_synapse_formula():
         np.testing.assert_allclose(params.b[l] - before.b[l], lr[l] / (2 * 0.4 * 2) * db[l], atol=1e-12)
 
 
-def test_one_sided_subtracts_the_free_phase_rule():
+@pytest.mark.parametrize("engine", ["array", "compiled"])
+def test_one_sided_subtracts_the_free_phase_rule(engine):
     """With beta nudging nothing (target equal to the free output is not exact, so use a
     one-step check): one-sided update = (rule over K nudged steps - rule over last K free) / beta."""
     rng = np.random.default_rng(1)
@@ -148,7 +163,7 @@ def test_one_sided_subtracts_the_free_phase_rule():
     params.W[0][:] *= 6
     x = rng.random((2, 5))
     y = np.eye(3)[[1, 2]]
-    dyn = sp.SpikeDynamics(T=10, K=4, beta=0.3, nudge="one_sided", neuron=SD)
+    dyn = make_dyn(T=10, K=4, beta=0.3, nudge="one_sided", neuron=SD, engine=engine)
     before = copy.deepcopy(params)
     sp.train_batch(params, x, y, dyn, [1.0, 1.0])
     # the reference: input-layer rule over steps 6..9 (free) and 10..13 (nudged)
@@ -172,11 +187,11 @@ def test_counters_match_the_raster():
     params = ep.init_params([6, 5, 3], seed=2, dtype="float64")
     params.W[0][:] *= 5
     x = np.random.default_rng(2).random((3, 6))
-    dyn = sp.SpikeDynamics(T=6, K=1, beta=0.1, neuron=SD)
-    counts, raster = sp.Counts(), []
+    dyn = make_dyn(T=6, K=1, beta=0.1, neuron=SD)
+    counts, raster = Counts(), []
     sp.predict(params, x, dyn, counts=counts,
                observer=lambda t, s_in, spikes, old, new: raster.append([s_in, *spikes]))
-    c = counts.host()
+    c = flat(counts)
     n_in = sum(float(s[0].sum()) for s in raster)
     n_h = sum(float(s[1].sum()) for s in raster)
     n_o = sum(float(s[2].sum()) for s in raster)
@@ -203,16 +218,17 @@ def test_silent_pixels_are_left_out_exactly():
     assert list(sp.active_inputs(x)) == [0, 2, 3, 5]
 
 
+@pytest.mark.parametrize("engine", ["array", "compiled"])
 @pytest.mark.parametrize("model", ["sigma_delta", "bernoulli"])
-def test_learning_improves_a_toy_problem(model):
+def test_learning_improves_a_toy_problem(model, engine):
     from tests.conftest import synthetic_arrays
 
     arrays = synthetic_arrays(n_train=200, n_test=100, side=4)
     x = arrays["train-images-idx3-ubyte"].reshape(200, -1) / 255.0
     y = arrays["train-labels-idx1-ubyte"].astype(int)
     params = ep.init_params([16, 32, 10], seed=0, dtype="float64")
-    dyn = sp.SpikeDynamics(T=20, K=10, beta=0.5, eval_avg_steps=5,
-                           neuron=sp.NeuronModel(model=model, tau_syn_steps=3.0))
+    dyn = make_dyn(T=20, K=10, beta=0.5, eval_avg_steps=5, engine=engine,
+                           neuron=NeuronModel(model=model, threshold=1.0, tau_syn_steps=3.0, leak=1.0))
     rng = sp.make_rng(np, 0)
     acc0, _ = sp.evaluate(params, x, y, dyn, rng=rng)
     for _ in range(15):

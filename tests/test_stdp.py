@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import ep, spiking, stdp
+from pipeline.neuron import NeuronModel
 
 
 def synthetic_recorder(post_rises: bool):
@@ -87,7 +88,9 @@ def test_recorder_observes_the_training_step_function():
     params.W[1][:] *= 6
     x = np.random.default_rng(0).random((2, 6))
     y = np.eye(3)[[0, 1]]
-    dyn = spiking.SpikeDynamics(T=10, K=6, beta=0.5, neuron=spiking.NeuronModel(tau_syn_steps=2.0))
+    dyn = spiking.SpikeDynamics(T=10, K=6, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+                                eval_avg_steps=1, engine="array",
+                                neuron=NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=2.0, leak=1.0))
     rec = stdp.Recorder(stdp.sample_synapses([6, 5, 3], 30, 0), dyn.beta, symmetric=True)
     spiking.simulate_learning(params, x, y, dyn, observer=rec)
     events = rec.events(max_dt=100)  # every spike has a partner somewhere in 16 steps, or none
@@ -99,7 +102,7 @@ def test_recorder_observes_the_training_step_function():
 def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     import json
 
-    from pipeline.train import save_weights
+    from pipeline.network import save_weights
     from stages.stdp import main
 
     params = ep.init_params([784, 32, 10], seed=0)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.train import load_weights
+from pipeline import events as ev
+from pipeline.network import load_weights
 from stages.train_eqspike import main
 
 
@@ -31,7 +32,8 @@ def test_outputs_counters_and_raster(tmp_path, mnist_like_dir, mlflow_store):
     metrics = json.loads((out / "m.json").read_text())
     assert metrics["epochs"] == 2 and "test_accuracy_raw" in metrics
     events = json.loads((out / "events.json").read_text())
-    train, infer = events["per_example"]["train"], events["per_example"]["inference"]
+    train = {".".join(k): v for k, v in ev.from_json(events["per_example"]["train"]).items()}
+    infer = {".".join(k): v for k, v in ev.from_json(events["per_example"]["inference"]).items()}
     # per example: T free steps; symmetric nudging: two nudged phases of K steps each
     assert train["free.all.time_steps"] == pytest.approx(8 / 20)  # steps are per batch of 20
     assert train["nudged.all.time_steps"] == pytest.approx(2 * 4 / 20)
@@ -59,7 +61,7 @@ def test_resume_gives_the_same_weights(tmp_path, mnist_like_dir, mlflow_store, n
 def test_one_sided_counts_free_phase_updates(tmp_path, mnist_like_dir, mlflow_store):
     assert main(tiny(tmp_path, mnist_like_dir, 1, "eqspike.nudge=one_sided", "eqspike.pre_factor=trace")) == 0
     events = json.loads((tmp_path / "out" / "events.json").read_text())
-    assert events["per_example"]["train"]["free.input.weight_updates"] > 0
+    assert events["per_example"]["train"]["free"]["input"]["weight_updates"] > 0
     assert events["nudged_phases"] == 1
 
 

@@ -8,7 +8,7 @@ import json
 import mlflow
 import numpy as np
 
-from pipeline.train import load_weights
+from pipeline.network import load_weights
 from stages.train_ep import main
 
 
