@@ -32,13 +32,25 @@ outside rho u_L += beta (y~ - u_L), inside rho z_L += beta (y~ - u_L). The learn
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+from numba import njit, prange
 
 from pipeline.backend import array_module
+from pipeline.compiled import (
+    ACT_EXACT,
+    ACT_FAST,
+    ACT_HARD,
+    FASTMATH,
+    _copy,
+    _from_above,
+    _from_below,
+    fast_tanh,
+)
 from pipeline.network import Params, init_params, is_finite  # noqa: F401  (re-exported)
 from pipeline.neuron import check_activation, rho, rho_centred  # noqa: F401
 
@@ -52,6 +64,14 @@ class Dynamics:
     placement: str = "outside"  # outside | inside
     activation: str = "sigmoid"  # sigmoid | hard_sigmoid
     rule: str = "ep"  # ep | cep
+    engine: str = "auto"  # auto | array | compiled (how, not what: the same equations)
+
+    def compiled(self, xp) -> bool:
+        if self.engine not in ("auto", "array", "compiled"):
+            raise ValueError(f"ep.engine: {self.engine!r} is not one of auto | array | compiled")
+        if self.engine == "compiled" and xp is not np:
+            raise ValueError("ep.engine=compiled runs on the CPU (NumPy arrays); use array or auto on a GPU")
+        return self.engine == "compiled" or (self.engine == "auto" and xp is np)
 
 
 def centred_activation(name: str):
@@ -126,9 +146,71 @@ def step(params: Params, c: list, u: Sequence, dyn: Dynamics, target=None, beta:
 
 def run_phase(params: Params, c: list, u: Sequence, steps: int, dyn: Dynamics, target=None,
               beta: float = 0.0) -> list:
+    """``steps`` synchronous steps (``step``); the compiled engine runs them in one kernel."""
+    if dyn.compiled(array_module(u[0])):
+        return _run_phase_compiled(params, c, u, steps, dyn, target, beta)
     for _ in range(steps):
         u = step(params, c, u, dyn, target, beta)
     return u
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _example_phase(WT, c, off, u, steps, target, beta, inside, act):
+    """``steps`` steps of one example: ``u`` and ``c`` rows ``(N,)``, layers at ``off``."""
+    N = u.shape[0]
+    L = off.shape[0] - 1
+    one = c[0] - c[0] + 1
+    z = np.empty(N, u.dtype)
+    fb = np.empty(N, u.dtype)
+    lo_out = off[L - 1]
+    for _ in range(steps):
+        for m in range(L):
+            lo, hi = off[m], off[m + 1]
+            if m > 0:
+                _from_below(z[lo:hi], u[off[m - 1]:lo], WT[m - 1], c[lo:hi])
+            else:
+                _copy(z[lo:hi], c[lo:hi])
+            if m + 1 < L:
+                _from_above(z[lo:hi], fb[lo:hi], u[hi:off[m + 2]], WT[m])
+        if beta != 0.0 and inside:
+            for i in range(N - lo_out):
+                z[lo_out + i] += beta * (target[i] - u[lo_out + i])
+        if act == ACT_EXACT:
+            for i in range(N):
+                z[i] = math.tanh(z[i])
+        elif act == ACT_FAST:
+            for i in range(N):
+                z[i] = fast_tanh(z[i])
+        else:
+            for i in range(N):
+                z[i] = min(max(z[i], -one), one)
+        if beta != 0.0 and not inside:
+            for i in range(N - lo_out):
+                z[lo_out + i] += beta * (target[i] - u[lo_out + i])
+        _copy(u, z)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _phase_kernel(WT, c, off, u, steps, target, beta, inside, act):
+    for bb in prange(u.shape[0]):
+        b = np.int64(bb)
+        _example_phase(WT, c[b], off, u[b], steps, target[min(b, np.int64(target.shape[0] - 1))], beta,
+                       inside, act)
+
+
+def _run_phase_compiled(params: Params, c: list, u: Sequence, steps: int, dyn: Dynamics, target=None,
+                        beta: float = 0.0) -> list:
+    B = u[0].shape[0]
+    dtype = u[0].dtype
+    sizes = [v.shape[1] for v in u]
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    packed = np.concatenate(u, axis=1)
+    cc = np.concatenate([np.broadcast_to(v, (B, n)) for v, n in zip(c, sizes)], axis=1)
+    WT = tuple(np.ascontiguousarray(w.T) for w in params.W[1:]) or (np.zeros((1, 1), dtype),)
+    act = ACT_HARD if dyn.activation == "hard_sigmoid" else (ACT_EXACT if dtype == np.float64 else ACT_FAST)
+    tgt = target if target is not None else np.zeros((1, sizes[-1]), dtype)
+    _phase_kernel(WT, cc, off, packed, steps, tgt, dtype.type(beta), dyn.placement == "inside", act)
+    return [packed[:, off[m]:off[m + 1]] for m in range(len(sizes))]
 
 
 def free_phase(params: Params, x, dyn: Dynamics, steps: int | None = None) -> list:
@@ -165,7 +247,7 @@ def train_batch(params: Params, x, target, dyn: Dynamics, lr: Sequence[float], s
         u = u_free
         s_prev = [to_rate(v) for v in u]
         for _ in range(dyn.K):
-            u = step(params, c, u, dyn, target, beta)
+            u = step(params, c, u, dyn, target, beta)  # the array engine: the weights move every step
             s_next = [to_rate(v) for v in u]
             apply_update(params, x, s_next, s_prev, [eta / (beta * B) for eta in lr])
             c = offsets(params, x)  # the weights moved: C-EP's next step sees them
@@ -208,11 +290,11 @@ class EPModel:
     """Rate-based EP as seen by ``pipeline.train.fit``."""
 
     name = "ep"
-    compiled = False
-    code_files = (__file__, *(f"{__file__.rsplit('/', 1)[0]}/{m}.py" for m in ("network", "neuron", "train")))
+    code_files = (__file__, *(f"{__file__.rsplit('/', 1)[0]}/{m}.py" for m in ("network", "neuron", "compiled", "train")))
 
     def __init__(self, dyn: Dynamics, xp: ModuleType, eval_batch_size: int):
         self.dyn, self.xp, self.eval_batch_size = dyn, xp, eval_batch_size
+        self.compiled = dyn.compiled(xp)
 
     def train_batch(self, params: Params, x, labels, lr, sign: float):
         target = centred_target(labels, params.W[-1].shape[1], self.xp, x.dtype)

@@ -14,9 +14,9 @@ from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
 
 from pipeline.backend import array_module, to_host
+from pipeline.compiled import ema_pass
 
 
 class Params(NamedTuple):
@@ -74,12 +74,6 @@ def load_weights(path, xp: ModuleType = np, prefix: str = "") -> tuple[Params, d
     return params, extra
 
 
-@njit(parallel=True, cache=True)
-def _ema_pass(avg, w, decay, rest):
-    for i in prange(avg.shape[0]):
-        avg[i] = avg[i] * decay + rest * w[i]
-
-
 def ema_update(avg: Params, params: Params, decay: float) -> None:
     """avg <- decay avg + (1 - decay) w for every array (the weight average), in place: one
     compiled pass per array on the CPU, array operations on a GPU."""
@@ -87,7 +81,7 @@ def ema_update(avg: Params, params: Params, decay: float) -> None:
     for a, w in zip(avg.W + avg.b, params.W + params.b):
         if xp is np:
             t = a.dtype.type
-            _ema_pass(a.reshape(-1), w.reshape(-1), t(decay), t(1.0 - decay))
+            ema_pass(a.reshape(-1), w.reshape(-1), t(decay), t(1.0 - decay))
         else:
             a *= decay
             a += (1.0 - decay) * w

@@ -15,7 +15,7 @@ rho of its input with a leak g (a neuron model is the pair ``emit`` / ``relax``)
     trace   r += (S - r) / tau_syn                                     (what the neighbours see)
 
 A new model is one class here with ``emit`` (and ``relax`` when it differs), registered with
-``@register("name")``, plus a ``kernel_code`` the compiled engine knows (``pipeline/kernels.py``).
+``@register("name")``, plus a ``kernel_code`` the compiled engine knows (``pipeline/spike_kernels.py``).
 """
 
 from __future__ import annotations

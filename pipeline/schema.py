@@ -181,6 +181,9 @@ class EPCfg(TrainingCfg):
     # "outside": o = rho(.) + beta (y - o) (Ernoult's code); "inside": o = rho(. + beta (y - o))
     nudge_placement: str = req(choices=("outside", "inside"))
     rule: str = req(choices=("ep", "cep"))
+    # how the equations are run (not what): compiled CPU kernels, array operations, or auto
+    # (compiled on the CPU, array on a GPU)
+    engine: str = req(choices=("auto", "array", "compiled"))
     out: EPOutCfg = opt(EPOutCfg())
 
     def check(self, path: str) -> None:

@@ -33,7 +33,7 @@ Two engines run the same equations (``SpikeDynamics.engine``):
 
 - ``array``: NumPy or CuPy array operations over the batch, one call per layer and step. It is
   the reference, the GPU path, and the only one that takes an ``observer`` (rasters, STDP).
-- ``compiled`` (CPU, ``pipeline/kernels.py``, Numba): one kernel runs a whole phase, every
+- ``compiled`` (CPU, ``pipeline/spike_kernels.py``, Numba): one kernel runs a whole phase, every
   example in parallel; the input layer is event-driven (an input spike adds its row of W_1 to the
   hidden current; the input rule adds ds_1 into the rows of the pixels that spiked).
   ``auto`` picks it for NumPy arrays. ``input_layer: dense`` computes the input current and the
@@ -314,9 +314,9 @@ def make_engine(params: Params, x, steps: int, dyn: SpikeDynamics, rng=None):
     if engine == "compiled":
         if xp is not np:
             raise ValueError("eqspike.engine=compiled runs on the CPU (NumPy arrays); use array or auto on a GPU")
-        from pipeline import kernels
+        from pipeline import spike_kernels
 
-        return kernels.CompiledEngine(params, x, steps, dyn, rng)
+        return spike_kernels.CompiledEngine(params, x, steps, dyn, rng)
     return ArrayEngine(params, x, steps, dyn, rng)
 
 
@@ -438,7 +438,7 @@ class EqSpikeModel:
 
     name = "eqspike"
     code_files = tuple(f"{__file__.rsplit('/', 1)[0]}/{m}.py"
-                       for m in ("spiking", "kernels", "network", "neuron", "events", "train"))
+                       for m in ("spiking", "spike_kernels", "compiled", "network", "neuron", "events", "train"))
 
     def __init__(self, dyn: SpikeDynamics, xp: ModuleType, seed: int, eval_batch_size: int):
         self.dyn, self.xp, self.seed, self.eval_batch_size = dyn, xp, seed, eval_batch_size

@@ -15,8 +15,8 @@ import numpy as np
 from pipeline import spiking, stdp
 from pipeline.backend import get_xp
 from pipeline.data import load
-from pipeline.schema import Config
 from pipeline.network import load_weights
+from pipeline.schema import Config
 from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
 from stages.train_eqspike import dynamics
 

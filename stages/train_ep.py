@@ -23,7 +23,7 @@ PAPER_RATE_EP_ACCURACY = 0.98  # Ernoult et al. 2019, 784-512-10 (shared/anchors
 
 def dynamics(c: EPCfg) -> ep.Dynamics:
     return ep.Dynamics(T=c.T, K=c.K, beta=c.beta, nudge=c.nudge, placement=c.nudge_placement,
-                       activation=c.activation, rule=c.rule)
+                       activation=c.activation, rule=c.rule, engine=c.engine)
 
 
 def worker(cfg: Config, run: Run) -> None:

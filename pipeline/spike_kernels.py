@@ -1,23 +1,22 @@
 """Compiled CPU kernels of EqSpike (Numba): the ``compiled`` engine of ``pipeline/spiking.py``.
 
 Same equations as the array engine (``spiking.step`` and ``spiking.spike_rule``), laid out for a
-CPU whose limit at EqSpike's sizes is not arithmetic but per-call overhead on small arrays:
+CPU whose limit at EqSpike's sizes is per-call overhead on small arrays, not arithmetic:
 
-- ``phase_kernel`` runs a whole phase (T or K steps) for every example in parallel (prange over
-  the batch). Per example and step it fuses the input layer, emission, trace, rho, nudge, leak
-  and the recording of what the rule reads. The input layer is event-driven: a sigma-delta pixel
-  spikes when floor((t + 1) x / theta) > floor(t x / theta), and each spike adds its row of W_1
-  to the hidden current c, which the trace filters: c <- (1 - alpha) c + alpha sum_spikes W_1[j]
-  (about 100 of 784 pixels spike per step on MNIST, so about 8x less work than the product).
-- ``input_rule`` applies the input layer's rule event by event: W_1[j] += sum of scale * ds_1 over
-  the (step, example) pairs in which pixel j spiked, parallel over column tiles of W_1.
+- ``phase_kernel`` runs a whole phase (T or K steps) of every example in parallel (prange over
+  the batch); per example and step it fuses the input layer, emission, trace, rho, nudge, leak
+  and the recording of what the rule reads (``_example_phase``).
+- The input layer is event-driven: an input spike adds its row of W_1 to the hidden current c,
+  which the trace filters, c <- (1 - alpha) c + alpha sum_spikes W_1[j]. A sigma-delta pixel of
+  rate q spikes floor((t + 1) q) - floor(t q) times at step t (``sigma_delta_events``, the array
+  engine's formula, so the spikes are the same). Pixels that spike at more than half of the
+  steps are counted by their silent steps instead: their rows are summed once per batch
+  (``complement_base``) and a silent step subtracts the row. On MNIST that is about 21 row
+  operations per example and step instead of 102 spikes (the event counts are the true spikes).
+- ``sigma_delta_input_rule`` applies the input layer's rule the same way: W_1[j] += the sum of
+  scale ds_1 over the (step, example) pairs in which pixel j spiked, parallel over pixels.
 
-Why Numba: the kernels are plain loops over float32 arrays that LLVM vectorises, in the same
-language as the rest of the project, with no build step (a C extension would need a compiler on
-every user's machine); compiled code is cached in ``__pycache__``. Numba has no vectorised tanh on
-its own (no SVML), so ``sigmoid`` uses ``fast_tanh`` below, a rational approximation fitted for
-this project (|error| < 7e-7, about 10x float32 rounding) in float32; float64 runs use the exact
-``math.tanh``.
+Shared building blocks and why they are written as they are: ``pipeline/compiled.py``.
 """
 
 from __future__ import annotations
@@ -28,41 +27,21 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from pipeline.compiled import (
+    ACT_EXACT,
+    ACT_FAST,
+    ACT_HARD,
+    FASTMATH,
+    _add_row,
+    _copy,
+    _diff,
+    _from_above,
+    _from_below,
+    _sum,
+    fast_tanh,
+)
 from pipeline.network import Params
 from pipeline.spiking import SpikeDynamics, Window, active_inputs, encode_input, input_drive
-
-FASTMATH = {"reassoc"}  # lets LLVM vectorise the dot products; no FMA contraction, no nnan/ninf
-
-# tanh(z) ~ z P(z^2) / Q(z^2) on |z| <= 9 (tanh(9) = 1 - 3e-8): least-squares fit with relative
-# weights, made for this project; max |error| 6.3e-7 in float32 over [-12, 12] (tests/test_kernels.py)
-_P = tuple(np.float32(c) for c in (9.99999981e-01, 1.29760258e-01, 2.98180501e-03, 9.82187574e-06,
-                                   -1.44198189e-08, 2.23539104e-11))
-_Q = tuple(np.float32(c) for c in (1.0, 4.63093449e-01, 2.40131569e-02, 2.36525732e-04))
-_ZMAX = np.float32(9.0)
-
-ACT_EXACT, ACT_FAST, ACT_HARD = 0, 1, 2
-
-
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def fast_tanh(z):
-    """tanh in float32 from + - * / only, so LLVM vectorises the loops that call it."""
-    z = min(max(z, -_ZMAX), _ZMAX)
-    z2 = z * z
-    p = ((((_P[5] * z2 + _P[4]) * z2 + _P[3]) * z2 + _P[2]) * z2 + _P[1]) * z2 + _P[0]
-    q = ((_Q[3] * z2 + _Q[2]) * z2 + _Q[1]) * z2 + _Q[0]
-    return z * p / q
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def fast_tanh_array(z, out):
-    for i in range(z.shape[0]):
-        out[i] = fast_tanh(z[i])
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _add_row(acc, row):
-    for i in range(acc.shape[0]):
-        acc[i] += row[i]
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -108,40 +87,6 @@ def _trace(r, S, alpha):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _sum(x):
-    acc = 0.0
-    for i in range(x.shape[0]):
-        acc += x[i]
-    return acc
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _from_below(v, r_below, WT, bias):
-    """v[i] = sum_k r_below[k] WT[i, k] + bias[i]  (WT: (n, n_below))."""
-    zero = bias[0] - bias[0]
-    for i in range(v.shape[0]):
-        acc = zero
-        row = WT[i]
-        for k in range(r_below.shape[0]):
-            acc += r_below[k] * row[k]
-        v[i] = acc + bias[i]
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _from_above(v, fb, r_above, WT):
-    """v[i] = sum_j r_above[j] WT[j, i] + v[i]  (WT: (n_above, n))."""
-    for i in range(fb.shape[0]):
-        fb[i] = 0.0
-    for j in range(r_above.shape[0]):
-        rj = r_above[j]
-        row = WT[j]
-        for i in range(fb.shape[0]):
-            fb[i] += rj * row[i]
-    for i in range(v.shape[0]):
-        v[i] = fb[i] + v[i]
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _rho(v, act, one, two, half, zero):
     if act == 0:
         for i in range(v.shape[0]):
@@ -164,18 +109,6 @@ def _nudge(v, y, s, beta):
 def _relax(v, s, g):
     for i in range(v.shape[0]):
         v[i] = (v[i] - s[i]) * g + s[i]
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _diff(out, v, s):
-    for i in range(v.shape[0]):
-        out[i] = v[i] - s[i]
-
-
-@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _copy(out, x):
-    for i in range(x.shape[0]):
-        out[i] = x[i]
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
