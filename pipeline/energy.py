@@ -133,3 +133,60 @@ def energy_chart(rows: Sequence[dict], presets: dict, path: Path, paper_inferenc
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+PAIR_FIELDS = ["neuromorphic", "gpu", "neuromorphic_inference_j", "gpu_inference_j", "inference_ratio",
+               "neuromorphic_training_j", "gpu_training_j", "training_ratio"]
+
+
+def compare(events: dict, neuro: dict, gpus: dict, head_neuro: str, head_gpu: str,
+            paper_inference_ratio: float, paper_training_ratio: float) -> dict:
+    """Every neuromorphic preset against every GPU preset, from the event counts written by the
+    train_eqspike stage: energies, ratio of each pair, the headline pair, the pairs closest to
+    the paper's ratios (in decades) and the spread."""
+    per_example = events["per_example"]
+    train_counts = event_totals(per_example["train"], ("free", "nudged"))
+    infer_counts = event_totals(per_example["inference"], ("inference",))
+    macs = rate_network_macs(events["sizes"], events["T"], events["K"], events["nudged_phases"])
+    energies = {}
+    for name, preset in neuro.items():
+        inf, tr = neuromorphic_energy(infer_counts, preset), neuromorphic_energy(train_counts, preset)
+        energies[name] = {"kind": "neuromorphic", "inference_j": inf["total_j"], "training_j": tr["total_j"],
+                          "inference_breakdown_j": inf, "training_breakdown_j": tr}
+    for name, preset in gpus.items():
+        g = gpu_energy(macs, preset)
+        energies[name] = {"kind": "gpu", "inference_j": g["inference_j"], "training_j": g["training_j"]}
+    rows = []
+    for g in gpus:
+        for n in neuro:
+            rows.append({
+                "neuromorphic": n, "gpu": g,
+                "neuromorphic_inference_j": energies[n]["inference_j"], "gpu_inference_j": energies[g]["inference_j"],
+                "inference_ratio": ratio(energies[g]["inference_j"], energies[n]["inference_j"]),
+                "neuromorphic_training_j": energies[n]["training_j"], "gpu_training_j": energies[g]["training_j"],
+                "training_ratio": ratio(energies[g]["training_j"], energies[n]["training_j"]),
+            })
+    head = next(r for r in rows if r["neuromorphic"] == head_neuro and r["gpu"] == head_gpu)
+    closest_inf = min(rows, key=lambda r: log_distance(r["inference_ratio"], paper_inference_ratio))
+    closest_tr = min(rows, key=lambda r: log_distance(r["training_ratio"], paper_training_ratio))
+    finite = [r for r in rows if r["inference_ratio"] < float("inf")]
+    return {
+        "headline": {k: head[k] for k in PAIR_FIELDS},
+        "paper": {"inference_ratio": paper_inference_ratio, "training_ratio": paper_training_ratio},
+        "closest_to_paper": {
+            "inference": {"pair": f"{closest_inf['gpu']} / {closest_inf['neuromorphic']}",
+                          "ratio": closest_inf["inference_ratio"],
+                          "decades_off": log_distance(closest_inf["inference_ratio"], paper_inference_ratio)},
+            "training": {"pair": f"{closest_tr['gpu']} / {closest_tr['neuromorphic']}",
+                         "ratio": closest_tr["training_ratio"],
+                         "decades_off": log_distance(closest_tr["training_ratio"], paper_training_ratio)},
+        },
+        "spread": {"inference_ratio_min": min(r["inference_ratio"] for r in finite),
+                   "inference_ratio_max": max(r["inference_ratio"] for r in finite),
+                   "training_ratio_min": min(r["training_ratio"] for r in finite),
+                   "training_ratio_max": max(r["training_ratio"] for r in finite)},
+        "pairs": rows,
+        "counts_per_example": {"inference": infer_counts, "training": train_counts},
+        "rate_network_macs": macs,
+        "presets": energies,
+    }

@@ -130,3 +130,80 @@ def to_html(blocks: Sequence[Block], title: str, base: Path) -> str:
              "pre{background:#f6f6f6;padding:8px;overflow-x:auto}figcaption{font-size:85%;color:#555}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tuple]:
+    """The report as blocks (``to_markdown``, ``to_html``) from the stages' metrics and ``facts``:
+    ``sizes`` (per model), ``paper_eqspike_accuracy``, ``paper_rate_accuracy``, ``published``
+    (rows), ``figures`` (paths relative to the report), ``runs`` (per stage: run_id, seconds),
+    ``commit``, ``dvc_experiment`` and ``overrides`` (rows: key, default, this run)."""
+    runs, fig = facts["runs"], facts["figures"]
+    ours = [
+        {"method": "EqSpike, this reproduction", "learning": "local, spike-driven EP, symmetric nudging",
+         "network": "-".join(map(str, facts["sizes"]["eqspike"])), "accuracy": eqs["test_accuracy"],
+         "source": f"metrics/train_eqspike.json, {eqs['epochs']} epochs"},
+        {"method": "rate-based EP, this reproduction", "learning": "local EP, rate-based",
+         "network": "-".join(map(str, facts["sizes"]["ep"])), "accuracy": ep["test_accuracy"],
+         "source": f"metrics/train_ep.json, {ep['epochs']} epochs"},
+    ]
+    published = facts["published"]
+    total = sum(r["seconds"] or 0.0 for r in runs.values())
+    # a training stage that resumed from a finished checkpoint runs in seconds: show the
+    # training time recorded epoch by epoch as well
+    trained = {"train_ep": ep, "train_eqspike": eqs}
+    blocks: list[tuple] = [
+        ("h", 1, "EqSpike reproduction: the paper side by side"),
+        ("p", "Martin et al., *EqSpike: spike-driven equilibrium propagation for neuromorphic "
+              "implementations*, iScience 24(3):102222, 2021 (arXiv 2010.07859). Every number below "
+              "comes from this run; the command that reproduces it is `dvc repro`."),
+        ("h", 2, "Claims"),
+        ("table", ["claim", "paper", "this run", "difference", "verdict"],
+         claims_rows(ep, eqs, energy, stdp, facts["paper_eqspike_accuracy"], facts["paper_rate_accuracy"])),
+        ("h", 2, "C3: MNIST results of spiking networks and of rate-based EP"),
+        ("table", ["method", "learning", "network", "MNIST test accuracy", "source"],
+         comparison_rows(published, ours)),
+        ("h", 2, "Learning curves"),
+        ("img", fig["ep_curve"], "rate-based EP"),
+        ("img", fig["eqspike_curve"], "EqSpike"),
+        ("p", f"Rate-based EP: {pct(ep['test_accuracy'])} test accuracy after {ep['epochs']} epochs "
+              f"({ep['seconds_per_epoch']:.1f} s per epoch). EqSpike: {pct(eqs['test_accuracy'])} "
+              f"({eqs['weights_evaluated']} weights; raw weights {pct(eqs.get('test_accuracy_raw'))}) after "
+              f"{eqs['epochs']} epochs ({eqs['seconds_per_epoch']:.1f} s per epoch)."),
+        ("h", 2, "Spikes"),
+        ("img", fig["raster"], "spike raster of one test example"),
+        ("p", f"Per inference: {eqs['spikes_per_inference']:,.0f} spikes, "
+              f"{eqs['synaptic_events_per_inference']:,.0f} synaptic events; per training example "
+              f"{eqs['weight_updates_per_training_example']:,.0f} spike-triggered weight updates."),
+        ("h", 2, "C5: STDP"),
+        ("img", fig["stdp"], "weight change vs spike timing"),
+        ("table", ["synapses", "A+", "tau+ (ms)", "A-", "tau- (ms)", "area ratio", "verdict"],
+         [[name, f"{g['A_plus']:.3g} +- {g['A_plus_err']:.2g}", f"{g['tau_plus_ms']:.3g} +- {g['tau_plus_err_ms']:.2g}",
+           f"{g['A_minus']:.3g} +- {g['A_minus_err']:.2g}", f"{g['tau_minus_ms']:.3g} +- {g['tau_minus_err_ms']:.2g}",
+           f"{g['area_ratio']:.2f}", g["verdict"]] for name, g in stdp["groups"].items()]),
+        ("p", f"One time step is taken as {stdp['step_ms']:g} ms. Bi & Poo (1998, fit of 2001): "
+              "tau+ 16.8 ms, tau- 33.7 ms; the theory (Bengio et al. 2015-2017) predicts an antisymmetric "
+              "window with equal areas (area ratio 1)."),
+        ("h", 2, "C4: energy"),
+        ("img", fig["energy"], "energy per example and ratios"),
+        ("table", ["GPU preset", "neuromorphic preset", "inference ratio", "training ratio"],
+         [[r["gpu"], r["neuromorphic"], times(r["inference_ratio"]), times(r["training_ratio"])]
+          for r in energy["pairs"]]),
+        ("p", f"Spread over all pairs: inference {times(energy['spread']['inference_ratio_min'])} to "
+              f"{times(energy['spread']['inference_ratio_max'])}, training "
+              f"{times(energy['spread']['training_ratio_min'])} to "
+              f"{times(energy['spread']['training_ratio_max'])}. GPU energies are those of the equivalent "
+              "rate-based network evaluated step by step (pipeline/energy.py); presets and their sources "
+              "are in conf/energy/."),
+        ("h", 2, "Run"),
+        ("table", ["item", "value"], [
+            ["git commit", facts["commit"]],
+            ["DVC experiment", facts["dvc_experiment"]],
+            ["total stage time", f"{total / 60:.1f} min"],
+        ] + [[f"stage {s}", f"{(r['seconds'] or 0):.1f} s this run"
+              + (f" (training: {trained[s]['train_seconds_total']:.0f} s over {trained[s]['epochs']} epochs"
+                 " plus evaluation)" if s in trained else "")
+              + f", MLflow run {r['run_id']}"] for s, r in runs.items()]),
+        ("h", 3, "Config: overrides against the defaults of conf/"),
+        ("table", ["key", "default", "this run"], facts["overrides"] or [["(none)", "", ""]]),
+    ]
+    return blocks

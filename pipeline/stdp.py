@@ -271,3 +271,62 @@ def stdp_figure(panels: dict, pairing: dict, step_ms: float, path: Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis of the recorded updates, and the verdict
+# --------------------------------------------------------------------------------------------
+
+GROUPS = {"input synapses": 0, "hidden synapses": 1}
+# the +beta phase alone (what a synapse does during one nudged phase) and the net update
+# (+beta minus -beta, over 2 beta: what learning keeps; the spike-noise part cancels)
+MODES = ("one nudged phase", "net of both phases")
+CONSISTENT_FRACTION = 0.55  # share of updates that must potentiate (dt > 0) / depress (dt < 0)
+
+
+def analyse(recorder_events: list[dict], max_dt: int, step_ms: float) -> tuple[dict, dict, dict]:
+    """Binned windows, exponential fits and shape metrics per group of synapses and mode, and a
+    verdict per group; times also in ms (``step_ms`` per step). Returns windows, fits, groups."""
+    layer = np.array([e["layer"] for e in recorder_events])
+    phase = np.array([e["phase"] for e in recorder_events])
+    dts = np.array([e["dt"] for e in recorder_events])
+    dws = np.array([e["dw"] for e in recorder_events])
+    windows, fits, groups = {}, {}, {}
+    modes = {MODES[0]: phase == "nudged+", MODES[1]: np.ones(phase.size, dtype=bool)}
+    for mode, in_mode in modes.items():
+        for name, lo in GROUPS.items():
+            sel = in_mode & ((layer == lo) if lo == 0 else (layer >= lo))
+            if not sel.any():
+                continue
+            key = f"{name}, {mode}"
+            windows[key] = binned_window(dts[sel], dws[sel], max_dt)
+            fits[key] = fit_window(windows[key])
+            shape = shape_metrics(dts[sel], dws[sel], windows[key])
+            fit_ms = dict(fits[key])
+            for k in ("tau_plus", "tau_plus_err", "tau_minus", "tau_minus_err"):
+                fit_ms[f"{k}_ms"] = fits[key][f"{k}_steps"] * step_ms
+            groups[key] = {**fit_ms, **shape, "verdict": verdict(fits[key], shape)}
+    return windows, fits, groups
+
+
+def verdict(fit: dict, shape: dict) -> str:
+    """One plain sentence on the window's shape."""
+    pot = shape["fraction_potentiation_dt_pos"]
+    dep = shape["fraction_depression_dt_neg"]
+    signs_match = shape["area_pos"] > 0 > shape["area_neg"]
+    # a consistent window needs more than the sign of two noisy means: most updates on each side
+    # must go the STDP way
+    consistent = pot > CONSISTENT_FRACTION and dep > CONSISTENT_FRACTION
+    anti = shape["antisymmetry_residual"]
+    if signs_match and consistent:
+        kind = "STDP-like (potentiation for dt > 0, depression for dt < 0)"
+    elif signs_match:
+        kind = ("not STDP-like: the mean areas have STDP's signs, but updates potentiate and depress "
+                "about equally often on both sides")
+    else:
+        kind = "not STDP-like in sign"
+    sym = ("close to antisymmetric" if anti < 0.25 else "partly antisymmetric" if anti < 0.6
+           else "mostly symmetric")
+    return (f"{kind}; {100 * pot:.0f} % of updates with dt > 0 potentiate, {100 * dep:.0f} % with dt < 0 "
+            f"depress; area ratio {shape['area_ratio']:.2f} (theory: 1), {sym} "
+            f"(residual {anti:.2f}); {shape['events']} events")

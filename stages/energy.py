@@ -1,5 +1,5 @@
-"""DVC stage ``energy``: neuromorphic vs GPU energy from measured event counts (claim C4,
-shared/SPEC.md section 5; formulas in pipeline/energy.py, constants in conf/energy/).
+"""DVC stage ``energy``: neuromorphic vs GPU energy from measured event counts (claim C4;
+formulas and the comparison in pipeline/energy.py, constants in conf/energy/).
 
     python -m stages.energy
     python -m stages.energy energy.paper_inference_ratio=1000
@@ -21,9 +21,6 @@ import yaml
 from pipeline import energy as en
 from pipeline.schema import Config, ConfigError, GpuPresetCfg, NeuromorphicPresetCfg, Sourced, parse
 from stages.common import Run, atomic_write, repo_path, stage_main, write_json
-
-FIELDS = ["neuromorphic", "gpu", "neuromorphic_inference_j", "gpu_inference_j", "inference_ratio",
-          "neuromorphic_training_j", "gpu_training_j", "training_ratio"]
 
 
 def load_presets(directory: Path, kind: str, cls) -> dict:
@@ -62,60 +59,11 @@ def worker(cfg: Config, run: Run) -> None:
     neuro.setdefault(ecfg.neuromorphic.name, ecfg.neuromorphic)
     gpus.setdefault(ecfg.gpu.name, ecfg.gpu)
 
-    # ---- counts: measured spikes and events (EqSpike), operations (rate-based equivalent) ----
-    per_example = events["per_example"]
-    train_counts = en.event_totals(per_example["train"], ("free", "nudged"))
-    infer_counts = en.event_totals(per_example["inference"], ("inference",))
-    macs = en.rate_network_macs(events["sizes"], events["T"], events["K"], events["nudged_phases"])
-
-    # ---- energies per preset, ratios per pair -------------------------------------------
-    energies = {}
-    for name, preset in neuro.items():
-        inf, tr = en.neuromorphic_energy(infer_counts, preset), en.neuromorphic_energy(train_counts, preset)
-        energies[name] = {"kind": "neuromorphic", "inference_j": inf["total_j"], "training_j": tr["total_j"],
-                          "inference_breakdown_j": inf, "training_breakdown_j": tr}
-    for name, preset in gpus.items():
-        g = en.gpu_energy(macs, preset)
-        energies[name] = {"kind": "gpu", "inference_j": g["inference_j"], "training_j": g["training_j"]}
-    rows = []
-    for g in gpus:
-        for n in neuro:
-            rows.append({
-                "neuromorphic": n, "gpu": g,
-                "neuromorphic_inference_j": energies[n]["inference_j"], "gpu_inference_j": energies[g]["inference_j"],
-                "inference_ratio": en.ratio(energies[g]["inference_j"], energies[n]["inference_j"]),
-                "neuromorphic_training_j": energies[n]["training_j"], "gpu_training_j": energies[g]["training_j"],
-                "training_ratio": en.ratio(energies[g]["training_j"], energies[n]["training_j"]),
-            })
-    head = next(r for r in rows if r["neuromorphic"] == ecfg.neuromorphic.name and r["gpu"] == ecfg.gpu.name)
-    closest_inf = min(rows, key=lambda r: en.log_distance(r["inference_ratio"], ecfg.paper_inference_ratio))
-    closest_tr = min(rows, key=lambda r: en.log_distance(r["training_ratio"], ecfg.paper_training_ratio))
-    finite = [r for r in rows if r["inference_ratio"] < float("inf")]
-    metrics = {
-        "headline": {"neuromorphic": head["neuromorphic"], "gpu": head["gpu"],
-                     "inference_ratio": head["inference_ratio"], "training_ratio": head["training_ratio"],
-                     "neuromorphic_inference_j": head["neuromorphic_inference_j"],
-                     "neuromorphic_training_j": head["neuromorphic_training_j"],
-                     "gpu_inference_j": head["gpu_inference_j"], "gpu_training_j": head["gpu_training_j"]},
-        "paper": {"inference_ratio": ecfg.paper_inference_ratio, "training_ratio": ecfg.paper_training_ratio},
-        "closest_to_paper": {
-            "inference": {"pair": f"{closest_inf['gpu']} / {closest_inf['neuromorphic']}",
-                          "ratio": closest_inf["inference_ratio"],
-                          "decades_off": en.log_distance(closest_inf["inference_ratio"], ecfg.paper_inference_ratio)},
-            "training": {"pair": f"{closest_tr['gpu']} / {closest_tr['neuromorphic']}",
-                         "ratio": closest_tr["training_ratio"],
-                         "decades_off": en.log_distance(closest_tr["training_ratio"], ecfg.paper_training_ratio)},
-        },
-        "spread": {"inference_ratio_min": min(r["inference_ratio"] for r in finite),
-                   "inference_ratio_max": max(r["inference_ratio"] for r in finite),
-                   "training_ratio_min": min(r["training_ratio"] for r in finite),
-                   "training_ratio_max": max(r["training_ratio"] for r in finite)},
-        "pairs": rows,
-        "counts_per_example": {"inference": infer_counts, "training": train_counts},
-        "rate_network_macs": macs,
-        "presets": energies,
-        "sources": {name: sources(p) for name, p in {**neuro, **gpus}.items()},
-    }
+    # ---- energies per preset, ratios per pair, headline (pipeline/energy.py) -------------------
+    metrics = en.compare(events, neuro, gpus, ecfg.neuromorphic.name, ecfg.gpu.name,
+                         ecfg.paper_inference_ratio, ecfg.paper_training_ratio)
+    metrics["sources"] = {name: sources(p) for name, p in {**neuro, **gpus}.items()}
+    rows, energies, head = metrics["pairs"], metrics["presets"], metrics["headline"]
 
     # ---- outputs ------------------------------------------------------------------------
     out = ecfg.out
@@ -123,7 +71,7 @@ def worker(cfg: Config, run: Run) -> None:
 
     def write_table(tmp):
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w = csv.DictWriter(f, fieldnames=en.PAIR_FIELDS)
             w.writeheader()
             w.writerows(rows)
 

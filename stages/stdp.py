@@ -1,5 +1,5 @@
-"""DVC stage ``stdp``: STDP emergence in the trained EqSpike network (claim C5,
-shared/SPEC.md section 4; method in pipeline/stdp.py).
+"""DVC stage ``stdp``: STDP emergence in the trained EqSpike network (claim C5; the method and
+the verdict in pipeline/stdp.py).
 
     python -m stages.stdp
     python -m stages.stdp stdp.n_examples=50 stdp.step_ms=2
@@ -19,12 +19,6 @@ from pipeline.network import load_weights
 from pipeline.schema import Config
 from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
 from stages.train_eqspike import dynamics
-
-GROUPS = {"input synapses": 0, "hidden synapses": 1}
-# the +beta phase alone (what a synapse does during one nudged phase) and the net update
-# (+beta minus -beta, over 2 beta: what learning keeps; the spike-noise part cancels)
-MODES = ("one nudged phase", "net of both phases")
-CONSISTENT_FRACTION = 0.55  # share of updates that must potentiate (dt > 0) / depress (dt < 0)
 
 
 def worker(cfg: Config, run: Run) -> None:
@@ -55,22 +49,8 @@ def worker(cfg: Config, run: Run) -> None:
     if not recorder_events:
         raise RuntimeError("no spike-triggered update had a partner spike within stdp.max_dt_steps")
 
-    # ---- windows, fits, shape ---------------------------------------------------------------
-    layer = np.array([e["layer"] for e in recorder_events])
-    phase = np.array([e["phase"] for e in recorder_events])
-    dts = np.array([e["dt"] for e in recorder_events])
-    dws = np.array([e["dw"] for e in recorder_events])
-    windows, fits, shapes = {}, {}, {}
-    modes = {MODES[0]: phase == "nudged+", MODES[1]: np.ones(phase.size, dtype=bool)}
-    for mode, in_mode in modes.items():
-        for name, lo in GROUPS.items():
-            sel = in_mode & ((layer == lo) if lo == 0 else (layer >= lo))
-            if not sel.any():
-                continue
-            key = f"{name}, {mode}"
-            windows[key] = stdp.binned_window(dts[sel], dws[sel], sc.max_dt_steps)
-            fits[key] = stdp.fit_window(windows[key])
-            shapes[key] = stdp.shape_metrics(dts[sel], dws[sel], windows[key])
+    # ---- windows, fits, shape, verdicts (pipeline/stdp.py) ------------------------------------
+    windows, fits, groups = stdp.analyse(recorder_events, sc.max_dt_steps, sc.step_ms)
     leak = sc.pairing_leak if sc.pairing_leak is not None else cfg.neuron.leak
     pair_dts = list(range(-sc.max_dt_steps, sc.max_dt_steps + 1))
     pairing = {
@@ -81,17 +61,10 @@ def worker(cfg: Config, run: Run) -> None:
     }
 
     # ---- outputs ------------------------------------------------------------------------
-    def in_ms(fit: dict) -> dict:
-        out = dict(fit)
-        for key in ("tau_plus", "tau_plus_err", "tau_minus", "tau_minus_err"):
-            out[f"{key}_ms"] = fit[f"{key}_steps"] * sc.step_ms
-        return out
-
     metrics = {
         "step_ms": sc.step_ms,
         "n_examples": n,
-        "groups": {name: {**in_ms(fits[name]), **shapes[name],
-                          "verdict": verdict(fits[name], shapes[name])} for name in windows},
+        "groups": groups,
         "bi_poo": {"tau_plus_ms": stdp.BI_POO_TAU_PLUS_MS, "tau_minus_ms": stdp.BI_POO_TAU_MINUS_MS},
         "pairing": {name: {"dt_steps": d, "dw": [float(v) for v in w]} for name, (d, w) in pairing.items()},
     }
@@ -108,7 +81,7 @@ def worker(cfg: Config, run: Run) -> None:
 
     atomic_write(repo_path(sc.out.window_csv), write_csv)
     panels = {mode: ({k.split(", ")[0]: w for k, w in windows.items() if k.endswith(mode)},
-                     {k.split(", ")[0]: f for k, f in fits.items() if k.endswith(mode)}) for mode in MODES}
+                     {k.split(", ")[0]: f for k, f in fits.items() if k.endswith(mode)}) for mode in stdp.MODES}
     atomic_write(repo_path(sc.out.figure_png), lambda p: stdp.stdp_figure(panels, pairing, sc.step_ms, p))
     for name, m in metrics["groups"].items():
         key = name.replace(", ", ".").replace(" ", "_")
@@ -117,29 +90,6 @@ def worker(cfg: Config, run: Run) -> None:
         run.artifact(repo_path(path))
     for name, m in metrics["groups"].items():
         print(f"{name}: {m['verdict']}")
-
-
-def verdict(fit: dict, shape: dict) -> str:
-    """One plain sentence on the window's shape."""
-    pot = shape["fraction_potentiation_dt_pos"]
-    dep = shape["fraction_depression_dt_neg"]
-    signs_match = shape["area_pos"] > 0 > shape["area_neg"]
-    # a consistent window needs more than the sign of two noisy means: most updates on each side
-    # must go the STDP way
-    consistent = pot > CONSISTENT_FRACTION and dep > CONSISTENT_FRACTION
-    anti = shape["antisymmetry_residual"]
-    if signs_match and consistent:
-        kind = "STDP-like (potentiation for dt > 0, depression for dt < 0)"
-    elif signs_match:
-        kind = ("not STDP-like: the mean areas have STDP's signs, but updates potentiate and depress "
-                "about equally often on both sides")
-    else:
-        kind = "not STDP-like in sign"
-    sym = ("close to antisymmetric" if anti < 0.25 else "partly antisymmetric" if anti < 0.6
-           else "mostly symmetric")
-    return (f"{kind}; {100 * pot:.0f} % of updates with dt > 0 potentiate, {100 * dep:.0f} % with dt < 0 "
-            f"depress; area ratio {shape['area_ratio']:.2f} (theory: 1), {sym} "
-            f"(residual {anti:.2f}); {shape['events']} events")
 
 
 main = stage_main("stdp", worker)

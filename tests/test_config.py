@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,51 @@ def test_bad_config_stops_the_stage_before_any_work(tmp_path, monkeypatch, capsy
 def test_dvc_hydra_composition_is_enabled():
     text = Path(REPO / ".dvc" / "config").read_text()
     assert "[hydra]" in text and "enabled = true" in text and "config_dir = conf" in text
+
+
+def test_conf_is_the_one_source_of_defaults():
+    """Every schema field that has a default is set in conf/ (so the default is never used), and
+    the science fields have no default at all: a default could only disagree with conf/."""
+    import dataclasses
+
+    from pipeline import schema
+    from stages.common import compose_raw
+
+    raw = compose_raw(config_dir=REPO / "conf", config_name="config")
+    missing: list[str] = []
+    hints = typing.get_type_hints(schema.Config)
+    for name, tp in hints.items():
+        cls = tp if dataclasses.is_dataclass(tp) else next(
+            (t for t in typing.get_args(tp) if dataclasses.is_dataclass(t)), None)
+        if cls is not None:
+            walk_resolved(cls, raw.get(name), name, missing)
+    assert missing == [], f"keys with a schema default but absent from conf/: {missing}"
+    for cls in (schema.TrainingCfg, schema.EPCfg, schema.EqSpikeCfg, schema.NeuronCfg):
+        science = {"sizes", "activation", "T", "K", "beta", "nudge", "lr", "batch_size", "epochs", "lr_decay",
+                   "model", "threshold", "tau_syn_steps", "leak", "pre_factor", "eval_avg_steps", "rule",
+                   "nudge_placement"}
+        for f in dataclasses.fields(cls):
+            if f.name in science:
+                assert f.default is dataclasses.MISSING, f"{cls.__name__}.{f.name} has a default"
+
+
+def walk_resolved(cls, value, path, missing):
+    """Record in ``missing`` the fields of ``cls`` with a default that ``value`` (conf) lacks."""
+    import dataclasses
+
+    if not isinstance(value, dict):
+        return
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{path}.{f.name}"
+        # a default of None means "not given" (an optional field), not a value that could disagree
+        has_default = f.default not in (dataclasses.MISSING, None) or f.default_factory is not dataclasses.MISSING
+        if f.name not in value:
+            if has_default:
+                missing.append(key)
+            continue
+        tp = hints[f.name]
+        sub_cls = tp if dataclasses.is_dataclass(tp) else next(
+            (t for t in typing.get_args(tp) if dataclasses.is_dataclass(t)), None)
+        if sub_cls is not None:
+            walk_resolved(sub_cls, value[f.name], key, missing)

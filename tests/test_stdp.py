@@ -131,7 +131,7 @@ def test_stage_without_weights_names_them(tmp_path, mlflow_store, capsys):
 
 
 def test_verdict_needs_consistent_signs_not_just_mean_areas():
-    from stages.stdp import verdict
+    from pipeline.stdp import verdict
 
     base = {"area_ratio": 1.0, "antisymmetry_residual": 0.1, "events": 100}
     clear = {**base, "area_pos": 1.0, "area_neg": -1.0, "fraction_potentiation_dt_pos": 0.8,

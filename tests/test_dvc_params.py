@@ -1,0 +1,144 @@
+"""Every config key a stage reads is declared by its stage in dvc.yaml (``params:``, or a
+``${...}`` path in its deps and outs), so that ``dvc repro`` reruns the stage when it changes.
+
+The stages run for real on tiny data while every field access of the parsed config is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import yaml
+
+from pipeline import schema
+from pipeline.network import init_params, save_weights
+from tests.conftest import REPO
+
+# read, but with no effect on the outputs, or with their effect tracked by a file dependency
+NOT_PARAMS = {
+    "runtime.progress": "progress bars only",
+    "tracking": "where the MLflow run goes, not what the stage writes",
+    "data": "the data files: tracked by the ${data.dir} dependency (fetch_data declares its keys)",
+}
+ALWAYS_PARAMS = ("data.n_train", "data.n_test")  # how much of the data a stage uses
+
+
+def declared(stage: str) -> set[str]:
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    keys = {p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])}
+    text = yaml.safe_dump({k: v for k, v in spec.items() if k != "params"})
+    keys |= set(re.findall(r"\$\{([^}]+)\}", text))
+    return keys
+
+
+def covered(path: str, keys: set[str]) -> bool:
+    return any(path == k or path.startswith(k + ".") for k in keys)
+
+
+class Recorder:
+    """Patches the schema dataclasses so that reading a leaf field of the stage's config (found
+    by identity from the parsed ``Config``) is recorded as its dotted path."""
+
+    def __init__(self, monkeypatch):
+        self.paths: dict[int, str] = {}
+        self.read: set[str] = set()
+        classes = [c for c in vars(schema).values() if dataclasses.is_dataclass(c) and isinstance(c, type)]
+        for cls in classes:
+            names = {f.name for f in dataclasses.fields(cls)}
+            orig = cls.__getattribute__
+
+            def get(obj, name, _orig=orig, _names=names):
+                value = _orig(obj, name)
+                if name in _names:
+                    path = self.paths.get(id(obj))
+                    if path is not None and not dataclasses.is_dataclass(value) and not (
+                            isinstance(value, list) and value and dataclasses.is_dataclass(value[0])):
+                        self.read.add(f"{path}.{name}" if path else name)
+                return value
+
+            monkeypatch.setattr(cls, "__getattribute__", get)
+        import stages.common as common
+
+        original = common.load_config
+
+        def load(argv=None):
+            raw, cfg = original(argv)
+            self.index(cfg, "")
+            return raw, cfg
+
+        monkeypatch.setattr(common, "load_config", load)
+
+    def index(self, obj, path: str) -> None:
+        if dataclasses.is_dataclass(obj):
+            self.paths[id(obj)] = path
+            for f in dataclasses.fields(obj):
+                self.index(object.__getattribute__(obj, f.name), f"{path}.{f.name}" if path else f.name)
+        elif isinstance(obj, list):
+            for item in obj:
+                self.index(item, path)
+
+
+def undeclared(stage: str, read: set[str]) -> list[str]:
+    keys = declared(stage)
+    return sorted(p for p in read if not covered(p, keys)
+                  and (p in ALWAYS_PARAMS or not covered(p, set(NOT_PARAMS))))
+
+
+@pytest.fixture
+def stage_env(tmp_path, mnist_like_dir, mlflow_store, monkeypatch):
+    _, data = mnist_like_dir
+    out = tmp_path / "out"
+    return data, out
+
+
+def run_stage(monkeypatch, module: str, argv: list[str]) -> set[str]:
+    import importlib
+
+    rec = Recorder(monkeypatch)
+    main = importlib.import_module(f"stages.{module}").main
+    assert main(argv) == 0
+    return rec.read
+
+
+def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
+    data, out = stage_env
+    ep = run_stage(monkeypatch, "train_ep", [
+        *data, "ep.sizes=[784,16,10]", "ep.epochs=1", f"ep.out.weights={out / 'ew.npz'}",
+        f"ep.out.checkpoint={out / 'eck.npz'}", f"ep.out.metrics={out / 'em.json'}",
+        f"ep.out.curve_csv={out / 'ec.csv'}", f"ep.out.curve_png={out / 'ec.png'}"])
+    assert "ep.T" in ep and "runtime.seed" in ep, "the recorder must see the reads"
+    assert undeclared("train_ep", ep) == []
+    spk = run_stage(monkeypatch, "train_eqspike", [
+        *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
+        "eqspike.eval_avg_steps=2", f"eqspike.out.weights={out / 'w.npz'}",
+        f"eqspike.out.checkpoint={out / 'ck.npz'}", f"eqspike.out.metrics={out / 'm.json'}",
+        f"eqspike.out.events={out / 'events.json'}", f"eqspike.out.curve_csv={out / 'c.csv'}",
+        f"eqspike.out.curve_png={out / 'c.png'}", f"eqspike.out.raster_png={out / 'r.png'}"])
+    assert "neuron.tau_syn_steps" in spk
+    assert undeclared("train_eqspike", spk) == []
+    en = run_stage(monkeypatch, "energy", [
+        f"eqspike.out.events={out / 'events.json'}", f"energy.out.metrics={out / 'e.json'}",
+        f"energy.out.table_csv={out / 'e.csv'}", f"energy.out.chart_png={out / 'e.png'}"])
+    assert undeclared("energy", en) == []
+
+
+def test_stdp_declares_what_it_reads(stage_env, monkeypatch, tmp_path):
+    data, out = stage_env
+    params = init_params([784, 16, 10], seed=0)
+    params.W[0][:] *= 4
+    save_weights(tmp_path / "w.npz", params)
+    read = run_stage(monkeypatch, "stdp", [
+        *data, f"stdp.weights={tmp_path / 'w.npz'}", "stdp.n_examples=20", "stdp.synapses_per_layer=20",
+        "eqspike.T=8", "eqspike.K=4", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
+        f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_csv={out / 's.csv'}",
+        f"stdp.out.figure_png={out / 's.png'}"])
+    assert undeclared("stdp", read) == []
+
+
+def test_a_missing_declaration_is_caught():
+    """The check itself: a read key absent from the stage's params is reported."""
+    assert undeclared("energy", {"eqspike.T", "energy.gpu.name"}) == ["eqspike.T"]
+    assert undeclared("stdp", {"data.n_train", "data.sources"}) == []
+    assert undeclared("energy", {"data.n_train"}) == ["data.n_train"]
