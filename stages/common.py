@@ -152,8 +152,8 @@ class Run:
     def metrics(self, values: dict[str, float], step: int | None = None) -> None:
         self._mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
 
-    def artifact(self, path: Path, subdir: str | None = None) -> None:
-        self._mlflow.log_artifact(str(path), artifact_path=subdir)
+    def artifact(self, path: Path) -> None:
+        self._mlflow.log_artifact(str(path))
 
     def tags(self, values: dict[str, str]) -> None:
         self._mlflow.set_tags(values)
