@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -134,13 +135,85 @@ def _connect(cfg: Config):
     try:
         exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
         if exp is not None:
+            for key, value in EXPERIMENT_TAGS.items():
+                if exp.tags.get(key) != value:
+                    mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
         location = None
         if uri.startswith("sqlite:") or uri.startswith("file:"):
             location = (tracking_root() / cfg.tracking.artifact_dir).resolve().as_uri()
-        return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location)
+        return mlflow.create_experiment(cfg.tracking.experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
     except Exception as exc:  # MLflow raises many kinds; all mean "cannot use this store"
         raise TrackingError(f"cannot reach the MLflow tracking store at {uri}: {exc}") from exc
+
+
+# MLflow 3 opens an experiment on its GenAI "Traces" view unless the experiment says it holds
+# training runs
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def config_overrides(raw: dict) -> list[list[str]]:
+    """``[key, default, this run]`` for every key of this run's config that differs from the
+    composition of ``conf/`` (the defaults)."""
+    defaults = flatten(compose_raw(config_dir=REPO / "conf", config_name="config"))
+    current = flatten(raw)
+    keys = sorted(set(defaults) | set(current))
+    return [[k, str(defaults.get(k, "(absent)")), str(current.get(k, "(absent)"))]
+            for k in keys if defaults.get(k) != current.get(k)]
+
+
+def run_name(stage: str, overrides: list[list[str]]) -> str:
+    """``stage [DVC experiment] key=value ...`` (the overrides that differ from conf/)."""
+    name = stage
+    if os.environ.get("DVC_EXP_NAME"):
+        name += f" [{os.environ['DVC_EXP_NAME']}]"
+    changed = [f"{k}={v}" for k, _, v in overrides if ".out." not in k and not k.startswith("data.dir")]
+    if changed:
+        name += " " + " ".join(changed)
+    return name if len(name) <= 250 else name[:247] + "..."
+
+
+def describe(stage: str, overrides: list[list[str]]) -> str:
+    """The run's description (MLflow's note): what ran, from which commit, with what changed."""
+    lines = [f"DVC stage `{stage}` at git commit `{_git('rev-parse', '--short', 'HEAD')}`",
+             f"DVC experiment: {os.environ.get('DVC_EXP_NAME', '(workspace run)')}", ""]
+    if overrides:
+        lines += ["| key | default (conf/) | this run |", "|---|---|---|"]
+        lines += [f"| {k} | {d[:80]} | {v[:80]} |" for k, d, v in overrides[:50]]
+    else:
+        lines.append("Config: the defaults of conf/ (no overrides).")
+    return "\n".join(lines)
+
+
+def mark_stale_runs(mlflow_module, experiment_id: str, stage: str) -> list[str]:
+    """Runs of this stage left RUNNING by a process of this machine that no longer exists (killed
+    with SIGKILL, or the machine lost power) are marked KILLED; returns their ids."""
+    host = socket.gethostname()
+    client = mlflow_module.MlflowClient()
+    stale = []
+    runs = client.search_runs([experiment_id], filter_string=f"tags.stage = '{stage}' and "
+                              f"attributes.status = 'RUNNING' and tags.host = '{host}'", max_results=100)
+    for r in runs:
+        try:
+            pid = int(r.data.tags.get("pid", "-1"))
+        except ValueError:
+            continue
+        if pid <= 0 or _alive(pid):
+            continue
+        client.set_tag(r.info.run_id, "error", f"process {pid} ended without closing the run (killed)")
+        client.set_terminated(r.info.run_id, status="KILLED")
+        stale.append(r.info.run_id)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Run:
@@ -164,15 +237,22 @@ def tracked(stage: str, raw: dict, cfg: Config) -> Iterator[Run]:
     import mlflow
 
     experiment_id = _connect(cfg)
+    for run_id in mark_stale_runs(mlflow, experiment_id, stage):
+        print(f"{stage}: marked the stale MLflow run {run_id} KILLED (its process is gone)", file=sys.stderr)
+    overrides = config_overrides(raw)
     tags = {
         "git_commit": _git("rev-parse", "HEAD"),
+        "mlflow.source.git.commit": _git("rev-parse", "HEAD"),
         "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))),
         "dvc_stage": os.environ.get("DVC_STAGE", stage),
         "stage": stage,
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+        "mlflow.note.content": describe(stage, overrides),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name(stage, overrides), tags=tags) as run:
         params = {k: str(v)[:6000] for k, v in flatten(raw).items()}
         items = sorted(params.items())
         for i in range(0, len(items), 100):  # MLflow's batch limit

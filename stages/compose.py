@@ -1,26 +1,57 @@
-"""Regenerate ``params.yaml`` from ``conf/`` (what ``dvc exp run`` does through its Hydra
-integration), for after editing ``conf/`` by hand:  python -m stages.compose [overrides]."""
+"""Regenerate ``params.yaml`` from ``conf/`` exactly as ``dvc exp run`` does through its Hydra
+integration (DVC's own ``compose_and_dump``, with the settings of ``.dvc/config``), for after
+editing ``conf/`` by hand:  python -m stages.compose [overrides]
+
+The result is validated before it replaces ``params.yaml`` (written to a temporary file, then
+renamed), so a bad config never lands there.
+"""
 
 from __future__ import annotations
 
+import configparser
 import sys
+import tempfile
+from pathlib import Path
 
 import yaml
 
 from pipeline.schema import Config, ConfigError, parse
-from stages.common import PARAMS_FILE, REPO, atomic_write, compose_raw
+from stages.common import PARAMS_FILE, REPO, atomic_write
+
+
+def hydra_settings(repo: Path = REPO) -> dict:
+    """The ``[hydra]`` section of ``.dvc/config`` with DVC's defaults."""
+    parser = configparser.ConfigParser()
+    parser.read(repo / ".dvc" / "config")
+    section = parser["hydra"] if parser.has_section("hydra") else {}
+    return {"config_dir": str(repo / section.get("config_dir", "conf")),
+            "config_name": section.get("config_name", "config"),
+            "plugins_path": str(repo / section.get("plugins_path", ""))}
+
+
+def compose_text(overrides: list[str]) -> str:
+    """What ``dvc exp run -S`` writes to params.yaml for these overrides."""
+    from dvc.utils.hydra import compose_and_dump
+
+    s = hydra_settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / PARAMS_FILE
+        compose_and_dump(out, s["config_dir"], None, s["config_name"], s["plugins_path"], overrides)
+        return out.read_text(encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        raw = compose_raw(argv, config_dir=REPO / "conf", config_name="config")
-        parse(Config, raw)
+        text = compose_text(argv)
+        parse(Config, yaml.safe_load(text))
     except ConfigError as exc:
         print(f"compose: bad config: {exc}", file=sys.stderr)
         return 2
-    text = yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=100)
-    atomic_write(REPO / PARAMS_FILE, lambda p: p.write_text(text))
+    except Exception as exc:  # Hydra's errors: an unknown group or key in the overrides
+        print(f"compose: cannot compose conf/ with {argv}: {exc}", file=sys.stderr)
+        return 2
+    atomic_write(REPO / PARAMS_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     print(f"wrote {REPO / PARAMS_FILE}")
     return 0
 

@@ -14,8 +14,8 @@ import sys
 import yaml
 
 from pipeline import report as rp
-from pipeline.schema import Config, flatten, to_dict
-from stages.common import PARAMS_FILE, REPO, Run, _git, atomic_write, compose_raw, repo_path, stage_main
+from pipeline.schema import Config, to_dict
+from stages.common import PARAMS_FILE, REPO, Run, _git, atomic_write, config_overrides, repo_path, stage_main
 
 STAGES = ["fetch_data", "train_ep", "train_eqspike", "stdp", "energy"]
 
@@ -42,15 +42,6 @@ def stage_runs(cfg: Config) -> dict[str, dict]:
     return out
 
 
-def overrides() -> list[list[str]]:
-    """Keys of params.yaml that differ from the composition of conf/ defaults."""
-    defaults = flatten(compose_raw(config_dir=REPO / "conf", config_name="config"))
-    current = flatten(yaml.safe_load((REPO / PARAMS_FILE).read_text()))
-    keys = sorted(set(defaults) | set(current))
-    return [[k, str(defaults.get(k, "(absent)")), str(current.get(k, "(absent)"))]
-            for k in keys if defaults.get(k) != current.get(k)]
-
-
 def worker(cfg: Config, run: Run) -> None:
     ep = read_json(cfg.ep.out.metrics, "train_ep")
     eqs = read_json(cfg.eqspike.out.metrics, "train_eqspike")
@@ -71,7 +62,7 @@ def worker(cfg: Config, run: Run) -> None:
                     "energy": rel(cfg.energy.out.chart_png)},
         "runs": runs, "commit": _git("rev-parse", "HEAD"),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", "(workspace run, not a named experiment)"),
-        "overrides": overrides(),
+        "overrides": config_overrides(yaml.safe_load((REPO / PARAMS_FILE).read_text())),
     }
     blocks = rp.build(ep, eqs, stdp, energy, facts)
     atomic_write(md_path, lambda p: p.write_text(rp.to_markdown(blocks)))

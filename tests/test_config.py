@@ -21,6 +21,14 @@ def test_params_yaml_matches_conf():
     assert composed == committed, "params.yaml is stale: run `python -m stages.compose`"
 
 
+def test_params_yaml_is_byte_for_byte_what_dvc_writes():
+    """``dvc exp run`` rewrites params.yaml with its Hydra composition; the committed file is that
+    text exactly, so an experiment does not reformat it."""
+    from stages.compose import compose_text
+
+    assert compose_text([]) == (REPO / "params.yaml").read_text(encoding="utf-8")
+
+
 GROUP_FILES = sorted((str(p.parent.relative_to(CONF)), p.stem) for p in CONF.glob("*/**/*.yaml"))
 
 

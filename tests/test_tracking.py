@@ -90,3 +90,35 @@ def _reset_mlflow():
     yield
     while mlflow.active_run():
         mlflow.end_run()
+
+
+def test_experiment_opens_on_training_runs_and_runs_say_what_they_were(mlflow_store, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-lr")
+    assert stage_main("demo", lambda cfg, run: None)(["eqspike.epochs=2", "neuron.model=bernoulli"]) == 0
+    exp = mlflow.get_experiment_by_name("eqspike")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (run,) = _runs()
+    assert run.info.run_name == "demo [exp-lr] eqspike.epochs=2 neuron.model=bernoulli"
+    note = run.data.tags["mlflow.note.content"]
+    assert "| eqspike.epochs | 15 | 2 |" in note and "exp-lr" in note
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]
+
+
+def test_run_left_running_by_a_killed_process_is_marked_killed(mlflow_store, capsys):
+    """SIGKILL leaves a run RUNNING; the next start of the same stage closes it as KILLED."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client = mlflow.MlflowClient(tracking_uri=mlflow_store)
+    exp_id = client.create_experiment("eqspike")
+    stale = client.create_run(exp_id, tags={"stage": "demo", "host": socket.gethostname(), "pid": str(dead.pid)})
+    other = client.create_run(exp_id, tags={"stage": "other", "host": socket.gethostname(), "pid": str(dead.pid)})
+    alive = client.create_run(exp_id, tags={"stage": "demo", "host": socket.gethostname(), "pid": "1"})
+    assert stage_main("demo", lambda cfg, run: None)([]) == 0
+    assert client.get_run(stale.info.run_id).info.status == "KILLED"
+    assert "ended without closing the run" in client.get_run(stale.info.run_id).data.tags["error"]
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"  # another stage: not ours to close
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"  # its process still runs
+    assert f"marked the stale MLflow run {stale.info.run_id} KILLED" in capsys.readouterr().err
