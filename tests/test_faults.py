@@ -1,0 +1,131 @@
+"""Faults and bad input (README, "Faults and bad input"): each row of that table has its test
+here, or names the test elsewhere that shows it."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipeline.network import init_params, load_weights, save_weights
+from stages.common import atomic_write
+
+
+def ep_args(tmp_path, data, epochs=1):
+    out = tmp_path / "out"
+    return [*data, "ep.sizes=[784,16,10]", f"ep.epochs={epochs}", f"ep.out.weights={out / 'w.npz'}",
+            f"ep.out.checkpoint={tmp_path / 'ck.npz'}", f"ep.out.metrics={out / 'm.json'}",
+            f"ep.out.curve_csv={out / 'c.csv'}", f"ep.out.curve_png={out / 'c.png'}"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "nan"])
+def test_corrupt_checkpoint_restarts_from_scratch_with_a_warning(damage, tmp_path, mnist_like_dir, mlflow_store,
+                                                                 capsys):
+    from stages.train_ep import main
+
+    _, data = mnist_like_dir
+    ckpt = tmp_path / "ck.npz"
+    assert main(ep_args(tmp_path, data)) == 0
+    good = ckpt.read_bytes()
+    if damage == "garbage":
+        ckpt.write_bytes(b"not a zip file at all")
+    elif damage == "truncated":
+        ckpt.write_bytes(good[: len(good) // 2])
+    else:
+        params, extra = load_weights(ckpt)
+        params.W[0][0, 0] = np.nan
+        save_weights(ckpt, params, **extra)
+    assert main(ep_args(tmp_path, data, epochs=2)) == 0  # and again: never fails on every rerun
+    err = capsys.readouterr().err
+    assert f"checkpoint {ckpt} is unusable" in err and "starting from scratch" in err
+    _, extra = load_weights(ckpt)
+    assert int(extra["epoch"]) == 2
+    assert main(ep_args(tmp_path, data, epochs=2)) == 0
+    assert "resuming" in capsys.readouterr().out
+
+
+def test_n_train_larger_than_the_split_is_rejected_before_work(tmp_path, mnist_like_dir, monkeypatch, capsys):
+    from stages.train_ep import main
+
+    _, data = mnist_like_dir
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert main([*data, "data.n_train=500"]) == 2
+    assert capsys.readouterr().err.startswith("train_ep: bad config: data.n_train: 500 is more than the 200")
+    assert not db.exists()
+
+
+def crafted(path, kind):
+    params = init_params([784, 16, 10], seed=0)
+    arrays = {f"W{i}": w for i, w in enumerate(params.W)} | {f"b{i}": b for i, b in enumerate(params.b)}
+    if kind == "pickled":
+        arrays["W0"] = np.array([object()], dtype=object)
+    elif kind == "shape":
+        arrays["W0"] = np.zeros((10, 16), np.float32)
+    elif kind == "nan":
+        arrays["W1"] = np.full((16, 10), np.nan, np.float32)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("kind,message", [("pickled", "not a readable weights file"),
+                                          ("shape", "do not fit a network of sizes"),
+                                          ("nan", "NaN or infinite")])
+def test_crafted_weights_file_is_rejected_with_a_clear_message(kind, message, tmp_path, mnist_like_dir,
+                                                               mlflow_store, capsys):
+    from stages.stdp import main
+
+    _, data = mnist_like_dir
+    crafted(tmp_path / "w.npz", kind)
+    assert main([*data, f"stdp.weights={tmp_path / 'w.npz'}", "eqspike.sizes=[784,16,10]"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / "w.npz") in err
+
+
+def test_eqspike_divergence_fails_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, mnist_like_dir,
+                                                                               mlflow_store, monkeypatch):
+    from pipeline import spiking
+    from stages.train_eqspike import main
+
+    _, data = mnist_like_dir
+    out = tmp_path / "out"
+    real = spiking.EqSpikeModel.train_batch
+    calls = []
+
+    def blow_up_in_epoch_2(self, params, x, labels, lr, sign):
+        calls.append(1)
+        result = real(self, params, x, labels, lr, sign)
+        if len(calls) > 10:  # 200 examples / batch 20: epoch 2 starts at call 11
+            params.W[0][:] = np.inf  # what an overflow in the spiking network leaves
+        return result
+
+    monkeypatch.setattr(spiking.EqSpikeModel, "train_batch", blow_up_in_epoch_2)
+    args = [*data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=3", "eqspike.T=6", "eqspike.K=3",
+            "eqspike.eval_avg_steps=2", f"eqspike.out.weights={out / 'w.npz'}",
+            f"eqspike.out.checkpoint={tmp_path / 'ck.npz'}", f"eqspike.out.metrics={out / 'm.json'}",
+            f"eqspike.out.events={out / 'e.json'}", f"eqspike.out.curve_csv={out / 'c.csv'}",
+            f"eqspike.out.curve_png={out / 'c.png'}", f"eqspike.out.raster_png={out / 'r.png'}"]
+    assert main(args) == 1
+    (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
+    assert run.info.status == "FAILED" and "diverged in epoch 2" in run.data.tags["error"]
+    params, extra = load_weights(tmp_path / "ck.npz")
+    assert int(extra["epoch"]) == 1
+    assert all(np.isfinite(w).all() for w in params.W + params.b)
+
+
+def test_a_failed_write_leaves_the_previous_file(tmp_path):
+    """A full disk (ENOSPC) in the middle of writing a checkpoint or a metrics file: the previous
+    file survives intact and no temporary file is left."""
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"test_accuracy": 0.97}))
+
+    def write_then_fail(tmp):
+        tmp.write_text('{"test_acc')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, write_then_fail)
+    assert json.loads(path.read_text()) == {"test_accuracy": 0.97}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
