@@ -48,7 +48,7 @@ def get_xp(device: str) -> ModuleType:
         except ImportError as exc:
             raise BackendError(
                 "runtime.device=gpu but CuPy is not installed "
-                "(pip install -r requirements-gpu.txt)"
+                "(pip install -e .[gpu], or LOCK=requirements-gpu.lock bash scripts/setup.sh)"
             ) from exc
         if not gpu_available():
             raise BackendError(

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-gpu_check}}
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
-REQUIREMENTS=requirements-gpu.txt bash scripts/setup.sh > "$OUT_DIR/setup.log" 2>&1 || { tail -20 "$OUT_DIR/setup.log"; exit 1; }
+LOCK=requirements-gpu.lock bash scripts/setup.sh > "$OUT_DIR/setup.log" 2>&1 || { tail -20 "$OUT_DIR/setup.log"; exit 1; }
 source scripts/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT_DIR/nvidia_smi.csv" 2>&1
 [ -d data/mnist ] || dvc repro fetch_data > "$OUT_DIR/fetch.log" 2>&1

@@ -8,7 +8,7 @@ Method: NVML board power (nvidia-ml-py) sampled every 10 ms in a thread; idle po
 ``--idle-seconds`` before the load, then inference (free phases) and training (free + nudged
 phases + update) are run for ``--seconds`` each with CuPy, synchronised; the energy above idle is
 the integral of (power - idle) over the run, divided by the examples processed. Needs a CUDA GPU
-with CuPy (requirements-gpu.txt); without one it exits with a message and status 2.
+with CuPy (the gpu extra: LOCK=requirements-gpu.lock bash scripts/setup.sh); without one it exits with a message and status 2.
 """
 
 from __future__ import annotations

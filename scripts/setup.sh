@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install the pinned requirements into it. Needs Python 3.11 and npm.
+# Check the system, create .venv (once) and install the locked requirements (exact versions with
+# hashes, requirements.lock) and this package (editable, no further dependencies) into it.
+#   LOCK=requirements-gpu.lock bash scripts/setup.sh     # with the GPU extra (CuPy, NVML)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+"$PY" scripts/check_system.py
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -r "${REQUIREMENTS:-requirements.txt}"
+.venv/bin/python -m pip install -q --require-hashes -r "${LOCK:-requirements.lock}"
+.venv/bin/python -m pip install -q --no-deps -e .

@@ -1,7 +1,7 @@
 """CPU and GPU (CuPy) give the same results on a fixed seed, within float tolerance.
 
 Skipped, with the reason, where no CUDA GPU is usable (CI and most laptops). Run them on a GPU
-machine with:  pip install -r requirements-gpu.txt && python -m pytest -m gpu
+machine with:  LOCK=requirements-gpu.lock bash scripts/setup.sh && python -m pytest -m gpu
 """
 
 from __future__ import annotations
