@@ -1,6 +1,6 @@
 """Energy estimates of claim C4: EqSpike on neuromorphic hardware vs the rate-based network on a
-GPU (shared/SPEC.md section 5). Every constant comes from a preset with its source
-(conf/energy/*, values from shared/anchors.md); the counts come from our own simulation.
+GPU. Every constant comes from a preset with its source (conf/energy/*, each value with
+the publication it comes from); the counts come from our own simulation.
 
 Neuromorphic (event-based cost model, as in Davies et al. 2018 and Merolla et al. 2014):
 
@@ -11,7 +11,7 @@ with the counts measured by ``pipeline.events.Counts`` (a synaptic event is a sp
 to one synapse: spikes x fan-out; weight updates are the spike-triggered changes of the rule).
 
 GPU (operation-count model, the same spirit as nanoGPT's ``estimate_mfu``): the equivalent
-rate-based network of the same size, evaluated step by step as in SPEC section 1, i.e. every
+rate-based network of the same size, evaluated step by step (README, "The model"), i.e. every
 step computes every layer's input from below and from above:
 
     MACs per step   = sum_l n_{l-1} n_l  (from below)  +  sum_{l < L} n_l n_{l+1}  (from above)
@@ -190,3 +190,16 @@ def compare(events: dict, neuro: dict, gpus: dict, head_neuro: str, head_gpu: st
         "rate_network_macs": macs,
         "presets": energies,
     }
+
+
+def flat_metrics(comparison: dict) -> dict[str, float]:
+    """The headline and summary numbers of ``compare`` as one flat mapping (energies in uJ)."""
+    h, close, spread = comparison["headline"], comparison["closest_to_paper"], comparison["spread"]
+    out = {"inference_ratio": h["inference_ratio"], "training_ratio": h["training_ratio"]}
+    for side in ("neuromorphic", "gpu"):
+        for task in ("inference", "training"):
+            out[f"{side}_{task}_uj"] = h[f"{side}_{task}_j"] * 1e6
+    out["closest_inference_ratio"] = close["inference"]["ratio"]
+    out["closest_training_ratio"] = close["training"]["ratio"]
+    out.update({k: float(v) for k, v in spread.items()})
+    return out

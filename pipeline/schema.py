@@ -217,7 +217,7 @@ class EqSpikeOutCfg:
     weights: str = opt("models/eqspike.npz")
     checkpoint: str = opt("checkpoints/eqspike.npz")
     metrics: str = opt("metrics/train_eqspike.json")
-    events: str = opt("metrics/events_eqspike.json")
+    events: str = opt("results/events_eqspike.json")
     curve_csv: str = opt("plots/train_eqspike.csv")
     curve_png: str = opt("plots/train_eqspike.png")
     raster_png: str = opt("plots/raster_eqspike.png")
@@ -245,14 +245,15 @@ class EqSpikeCfg(TrainingCfg):
 
 @dataclass(frozen=True, kw_only=True)
 class StdpOutCfg:
-    metrics: str = opt("metrics/stdp.json")
-    window_csv: str = opt("plots/stdp.csv")
+    metrics: str = opt("metrics/stdp.json")  # flat numbers (dvc metrics, dvc exp show)
+    detail: str = opt("results/stdp.json")  # everything: verdicts, fits, pairing windows
+    window_dir: str = opt("plots/stdp")  # one CSV per group of synapses (dvc plots)
     figure_png: str = opt("plots/stdp.png")
 
 
 @dataclass(frozen=True, kw_only=True)
 class StdpCfg:
-    """STDP measurement (claim C5, shared/SPEC.md section 4)."""
+    """STDP measurement (claim C5)."""
 
     weights: str | None = opt(None)  # None: the trained EqSpike weights (eqspike.out.weights)
     n_examples: int = opt(200, ge=1)
@@ -275,7 +276,7 @@ class PublishedResult:
     network: str = req(min_len=1)
     accuracy: float = req(gt=0, le=1)
     source: str = req(min_len=3)
-    recalled: bool = opt(False)  # not re-read in the primary source (shared/anchors.md)
+    recalled: bool = opt(False)  # not re-read in the primary source
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,7 +303,7 @@ class Sourced:
 
 @dataclass(frozen=True, kw_only=True)
 class NeuromorphicPresetCfg:
-    """Energy per event of a neuromorphic technology (shared/anchors.md), in picojoules."""
+    """Energy per event of a neuromorphic technology (values with their sources in conf/energy/), in picojoules."""
 
     name: str = req(min_len=1)
     description: str = req(min_len=1)
@@ -333,14 +334,15 @@ class GpuPresetCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EnergyOutCfg:
-    metrics: str = opt("metrics/energy.json")
+    metrics: str = opt("metrics/energy.json")  # flat numbers (dvc metrics, dvc exp show)
+    detail: str = opt("results/energy.json")  # everything: every pair, presets, sources, counts
     table_csv: str = opt("plots/energy.csv")
     chart_png: str = opt("plots/energy.png")
 
 
 @dataclass(frozen=True, kw_only=True)
 class EnergyCfg:
-    """Energy estimate (claim C4, shared/SPEC.md section 5). ``neuromorphic`` and ``gpu`` are the
+    """Energy estimate (claim C4). ``neuromorphic`` and ``gpu`` are the
     headline pair; every preset file under ``preset_dir``/{neuromorphic,gpu} is compared."""
 
     neuromorphic: NeuromorphicPresetCfg = req()

@@ -1,10 +1,10 @@
-"""STDP emergence (claim C5, shared/SPEC.md section 4): EqSpike's spike-triggered weight updates
+"""STDP emergence (claim C5): EqSpike's spike-triggered weight updates
 against the spike-timing difference dt = t_post - t_pre.
 
 In the network. ``Recorder`` observes the very step function the training uses
 (``spiking.simulate_learning``) and keeps, for a sample of synapses of every layer, the spikes
 and state changes of their two neurons. Each spike-triggered update of the rule
-(SPEC section 2, rule 3) during a nudged phase becomes one event:
+(README, "The model": the rule) during a nudged phase becomes one event:
 
     presynaptic spike of j at t:   dw = c S_j[t] ds_i[t],  dt = (nearest spike of i) - t
     postsynaptic spike of i at t:  dw = c S_i[t] ds_j[t],  dt = t - (nearest spike of j)
@@ -37,7 +37,7 @@ import numpy as np
 from pipeline import neuron
 from pipeline.backend import to_host
 
-BI_POO_TAU_PLUS_MS = 16.8  # Bi & Poo 2001 fit, used by Pfister & Gerstner 2006 (anchors.md)
+BI_POO_TAU_PLUS_MS = 16.8  # Bi & Poo 2001 fit, used by Pfister & Gerstner 2006
 BI_POO_TAU_MINUS_MS = 33.7
 
 
@@ -330,3 +330,22 @@ def verdict(fit: dict, shape: dict) -> str:
     return (f"{kind}; {100 * pot:.0f} % of updates with dt > 0 potentiate, {100 * dep:.0f} % with dt < 0 "
             f"depress; area ratio {shape['area_ratio']:.2f} (theory: 1), {sym} "
             f"(residual {anti:.2f}); {shape['events']} events")
+
+
+def slug(group: str) -> str:
+    """``input synapses, one nudged phase`` -> ``input_synapses.one_nudged_phase``."""
+    return group.replace(", ", ".").replace(" ", "_")
+
+
+FLAT_KEYS = ("tau_plus_ms", "tau_minus_ms", "area_ratio")  # the rest: results/stdp.json
+
+
+def flat_metrics(groups: dict) -> dict[str, float]:
+    """The numbers of every group as one flat mapping (``<group>.<key>``), and ``stdp_like`` 1/0."""
+    out: dict[str, float] = {}
+    for name, g in groups.items():
+        for key in FLAT_KEYS:
+            if key in g and isinstance(g[key], (int, float)):
+                out[f"{slug(name)}.{key}"] = float(g[key])
+        out[f"{slug(name)}.stdp_like"] = float(g["verdict"].startswith("STDP-like"))
+    return out

@@ -1,5 +1,5 @@
-"""Check what a `dvc repro` / `dvc exp run` produced: the report exists and the metrics are
-numbers. Used by CI after the smoke experiment:  python scripts/check_outputs.py"""
+"""Check what a `dvc repro` / `dvc exp run` produced: the report exists, the metrics files are
+flat and hold numbers, the detail files exist. Used by CI after the smoke experiment:  python scripts/check_outputs.py"""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ NUMBERS = {
     "metrics/train_ep.json": ["test_accuracy", "train_accuracy", "epochs", "seconds_per_epoch"],
     "metrics/train_eqspike.json": ["test_accuracy", "train_accuracy", "epochs", "seconds_per_epoch",
                                    "spikes_per_inference", "synaptic_events_per_inference"],
-    "metrics/energy.json": ["headline.inference_ratio", "headline.training_ratio"],
-    "metrics/stdp.json": ["step_ms", "n_examples"],
+    "metrics/energy.json": ["inference_ratio", "training_ratio", "neuromorphic_inference_uj"],
+    "metrics/stdp.json": ["input_synapses.one_nudged_phase.area_ratio"],
 }
+DETAIL = ["results/energy.json", "results/stdp.json", "results/events_eqspike.json"]
 
 
-def get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d[part]
-    return d
+def get(d: dict, key: str):
+    return d[key]
 
 
 def main() -> int:
@@ -32,6 +31,9 @@ def main() -> int:
             problems.append(f"{rel}: missing")
             continue
         data = json.loads(path.read_text())
+        nested = [k for k, v in data.items() if isinstance(v, (dict, list))]
+        if nested:  # dvc metrics show / dvc exp show need flat files
+            problems.append(f"{rel}: not flat (nested under {nested[:3]})")
         for key in keys:
             try:
                 value = get(data, key)
@@ -40,6 +42,9 @@ def main() -> int:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 problems.append(f"{rel}: {key} = {value!r} is not a finite number")
+    for rel in DETAIL:
+        if not (ROOT / rel).is_file():
+            problems.append(f"{rel}: missing")
     for rel in ("report/REPORT.md", "report/REPORT.html"):
         path = ROOT / rel
         if not path.is_file() or "Claims" not in path.read_text():

@@ -67,13 +67,14 @@ def worker(cfg: Config, run: Run) -> None:
 
     # ---- outputs ------------------------------------------------------------------------
     out = ecfg.out
-    write_json(repo_path(out.metrics), metrics)
+    write_json(repo_path(out.detail), metrics)
+    write_json(repo_path(out.metrics), en.flat_metrics(metrics))
 
     def write_table(tmp):
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=en.PAIR_FIELDS)
+            w = csv.DictWriter(f, fieldnames=["pair", *en.PAIR_FIELDS])
             w.writeheader()
-            w.writerows(rows)
+            w.writerows({"pair": f"{r['gpu']} / {r['neuromorphic']}", **r} for r in rows)
 
     atomic_write(repo_path(out.table_csv), write_table)
     atomic_write(repo_path(out.chart_png), lambda p: en.energy_chart(
@@ -81,7 +82,7 @@ def worker(cfg: Config, run: Run) -> None:
     run.metrics({"inference_ratio": head["inference_ratio"], "training_ratio": head["training_ratio"],
                  "neuromorphic_inference_j": head["neuromorphic_inference_j"],
                  "neuromorphic_training_j": head["neuromorphic_training_j"]})
-    for path in (out.metrics, out.table_csv, out.chart_png):
+    for path in (out.metrics, out.detail, out.table_csv, out.chart_png):
         run.artifact(repo_path(path))
     print(f"headline {head['gpu']} / {head['neuromorphic']}: inference {head['inference_ratio']:.3g}x, "
           f"training {head['training_ratio']:.3g}x (paper: {ecfg.paper_inference_ratio:g}x, "

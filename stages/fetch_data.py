@@ -1,4 +1,4 @@
-"""DVC stage ``fetch_data``: download MNIST's IDX files and verify them (shared/SPEC.md section 3).
+"""DVC stage ``fetch_data``: download MNIST's IDX files and verify them (README, "Outputs": the pinned hashes are in conf/data/mnist.yaml).
 
     python -m stages.fetch_data                      # as dvc repro runs it
     python -m stages.fetch_data data.timeout_s=5 data.sources.3.path=/my/mnist

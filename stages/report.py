@@ -45,8 +45,8 @@ def stage_runs(cfg: Config) -> dict[str, dict]:
 def worker(cfg: Config, run: Run) -> None:
     ep = read_json(cfg.ep.out.metrics, "train_ep")
     eqs = read_json(cfg.eqspike.out.metrics, "train_eqspike")
-    stdp = read_json(cfg.stdp.out.metrics, "stdp")
-    energy = read_json(cfg.energy.out.metrics, "energy")
+    stdp = read_json(cfg.stdp.out.detail, "stdp")
+    energy = read_json(cfg.energy.out.detail, "energy")
     runs = stage_runs(cfg)
     md_path, html_path = repo_path(cfg.report.out.markdown), repo_path(cfg.report.out.html)
     def rel(path: str) -> str:

@@ -60,34 +60,34 @@ def worker(cfg: Config, run: Run) -> None:
     }
 
     # ---- outputs ------------------------------------------------------------------------
-    metrics = {
+    detail = {
         "step_ms": sc.step_ms,
         "n_examples": n,
         "groups": groups,
         "bi_poo": {"tau_plus_ms": stdp.BI_POO_TAU_PLUS_MS, "tau_minus_ms": stdp.BI_POO_TAU_MINUS_MS},
         "pairing": {name: {"dt_steps": d, "dw": [float(v) for v in w]} for name, (d, w) in pairing.items()},
     }
-    write_json(repo_path(sc.out.metrics), metrics)
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["group", "dt_steps", "dt_ms", "mean_dw", "std_dw", "sem_dw", "n"])
-            for name, win in windows.items():
+    write_json(repo_path(sc.out.detail), detail)
+    write_json(repo_path(sc.out.metrics), stdp.flat_metrics(groups))
+    window_dir = repo_path(sc.out.window_dir)
+    window_dir.mkdir(parents=True, exist_ok=True)
+    for name, win in windows.items():
+        def write_csv(tmp, win=win):
+            with open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["dt_steps", "dt_ms", "mean_dw", "std_dw", "sem_dw", "n"])
                 for i, d in enumerate(win["dt"]):
-                    w.writerow([name, int(d), float(d) * sc.step_ms, win["mean"][i], win["std"][i],
-                                win["sem"][i], int(win["n"][i])])
+                    w.writerow([int(d), float(d) * sc.step_ms, win["mean"][i], win["std"][i], win["sem"][i],
+                                int(win["n"][i])])
 
-    atomic_write(repo_path(sc.out.window_csv), write_csv)
+        atomic_write(window_dir / f"{stdp.slug(name)}.csv", write_csv)
     panels = {mode: ({k.split(", ")[0]: w for k, w in windows.items() if k.endswith(mode)},
                      {k.split(", ")[0]: f for k, f in fits.items() if k.endswith(mode)}) for mode in stdp.MODES}
     atomic_write(repo_path(sc.out.figure_png), lambda p: stdp.stdp_figure(panels, pairing, sc.step_ms, p))
-    for name, m in metrics["groups"].items():
-        key = name.replace(", ", ".").replace(" ", "_")
-        run.metrics({f"{key}.{k}": v for k, v in m.items() if isinstance(v, (int, float)) and np.isfinite(v)})
-    for path in (sc.out.metrics, sc.out.window_csv, sc.out.figure_png):
+    run.metrics({k: v for k, v in stdp.flat_metrics(groups).items() if np.isfinite(v)})
+    for path in (sc.out.metrics, sc.out.detail, sc.out.figure_png):
         run.artifact(repo_path(path))
-    for name, m in metrics["groups"].items():
+    for name, m in groups.items():
         print(f"{name}: {m['verdict']}")
 
 

@@ -18,7 +18,7 @@ from pipeline.schema import Config, EPCfg
 from stages.common import REPO, Run, stage_main
 from stages.training import train_and_write
 
-PAPER_RATE_EP_ACCURACY = 0.98  # Ernoult et al. 2019, 784-512-10 (shared/anchors.md, recalled)
+PAPER_RATE_EP_ACCURACY = 0.98  # Ernoult et al. 2019, 784-512-10 (recalled, not re-read in the paper)
 
 
 def dynamics(c: EPCfg) -> ep.Dynamics:

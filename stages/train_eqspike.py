@@ -25,7 +25,7 @@ from pipeline.schema import Config, EqSpikeCfg, NeuronCfg
 from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
 from stages.training import train_and_write
 
-PAPER_EQSPIKE_ACCURACY = 0.976  # Martin et al. 2021 (shared/SPEC.md, claim C1)
+PAPER_EQSPIKE_ACCURACY = 0.976  # Martin et al. 2021 (claim C1)
 
 
 def dynamics(c: EqSpikeCfg, n: NeuronCfg, engine: str | None = None) -> spiking.SpikeDynamics:

@@ -120,6 +120,7 @@ def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
     assert undeclared("train_eqspike", spk) == []
     en = run_stage(monkeypatch, "energy", [
         f"eqspike.out.events={out / 'events.json'}", f"energy.out.metrics={out / 'e.json'}",
+        f"energy.out.detail={out / 'ed.json'}",
         f"energy.out.table_csv={out / 'e.csv'}", f"energy.out.chart_png={out / 'e.png'}"])
     assert undeclared("energy", en) == []
 
@@ -132,7 +133,8 @@ def test_stdp_declares_what_it_reads(stage_env, monkeypatch, tmp_path):
     read = run_stage(monkeypatch, "stdp", [
         *data, f"stdp.weights={tmp_path / 'w.npz'}", "stdp.n_examples=20", "stdp.synapses_per_layer=20",
         "eqspike.T=8", "eqspike.K=4", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
-        f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_csv={out / 's.csv'}",
+        f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",
+        f"stdp.out.detail={out / 'sd.json'}",
         f"stdp.out.figure_png={out / 's.png'}"])
     assert undeclared("stdp", read) == []
 

@@ -95,9 +95,13 @@ def test_stage_end_to_end_on_given_counts(tmp_path, mlflow_store):
     path = tmp_path / "events.json"
     path.write_text(json.dumps(events))
     out = [f"energy.out.metrics={tmp_path / 'e.json'}", f"energy.out.table_csv={tmp_path / 'e.csv'}",
-           f"energy.out.chart_png={tmp_path / 'e.png'}", f"eqspike.out.events={path}"]
+           f"energy.out.chart_png={tmp_path / 'e.png'}", f"eqspike.out.events={path}",
+           f"energy.out.detail={tmp_path / 'ed.json'}"]
     assert main(out) == 0
-    m = json.loads((tmp_path / "e.json").read_text())
+    flat = json.loads((tmp_path / "e.json").read_text())
+    assert all(isinstance(v, float) for v in flat.values())
+    m = json.loads((tmp_path / "ed.json").read_text())
+    assert flat["inference_ratio"] == pytest.approx(m["headline"]["inference_ratio"])
     loihi = 5e3 * 23.6e-12 + 50 * 1.7e-12
     assert m["presets"]["loihi"]["inference_j"] == pytest.approx(loihi)
     assert m["headline"]["inference_ratio"] == pytest.approx(m["presets"]["v100_fp32"]["inference_j"] / loihi)

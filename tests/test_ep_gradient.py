@@ -1,4 +1,4 @@
-"""The GDU property (Ernoult et al. 2019; shared/SPEC.md section 1): for small beta and converged
+"""The GDU property (Ernoult et al. 2019): for small beta and converged
 phases, the EP update equals minus the gradient of L = 1/2 ||y - o*||^2 at the free fixed point.
 
 Nudging inside rho makes the nudged fixed point stationary for Phi - beta/2 ||y - o||^2, so the
@@ -65,7 +65,7 @@ def test_ep_update_matches_minus_the_gradient():
 
 
 def test_outside_nudging_is_not_the_plain_gradient():
-    """Ernoult's nudge outside rho descends a differently weighted loss (SPEC section 1): its
+    """Ernoult's nudge outside rho descends a differently weighted loss: its
     update is aligned with -grad L but not equal to it. Documents why the GDU test nudges inside."""
     rng = np.random.default_rng(0)
     params = ep.init_params(SIZES, seed=3, dtype="float64")

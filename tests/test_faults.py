@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -129,3 +130,27 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path):
         atomic_write(path, write_then_fail)
     assert json.loads(path.read_text()) == {"test_accuracy": 0.97}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_readme_faults_table_names_tests_that_exist():
+    """Every test the README's "Faults and bad input" table names is a test of this suite."""
+    import re
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Faults and bad input", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) >= 10
+    sources = {p.name: p.read_text() for p in (REPO / "tests").glob("test_*.py")}
+    for row in rows:
+        test_cell = row.rstrip(" |").rsplit("|", 1)[1]
+        names = re.findall(r"`(tests/test_\w+\.py)(?:::(\w+))?`|`(test_\w+)`", test_cell)
+        assert names, f"no test named in: {row}"
+        for path, func, bare in names:
+            if path:
+                assert Path(path).name in sources, path
+                if func:
+                    assert f"def {func}(" in sources[Path(path).name], f"{path}::{func}"
+            else:
+                assert any(f"def {bare}(" in text for text in sources.values()), bare

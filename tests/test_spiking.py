@@ -1,4 +1,4 @@
-"""EqSpike's spiking network and spike-driven rule (shared/SPEC.md section 2), checked by hand."""
+"""EqSpike's spiking network and spike-driven rule (README, "The model"), checked by hand."""
 
 from __future__ import annotations
 

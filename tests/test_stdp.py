@@ -112,10 +112,14 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     out = tmp_path / "out"
     rc = main([*data, f"stdp.weights={tmp_path / 'w.npz'}", "stdp.n_examples=20", "stdp.synapses_per_layer=50",
                "eqspike.T=10", "eqspike.K=6", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,32,10]",
-               f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_csv={out / 's.csv'}",
+               f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",
+               f"stdp.out.detail={out / 'sd.json'}",
                f"stdp.out.figure_png={out / 's.png'}"])
     assert rc == 0
-    m = json.loads((out / "s.json").read_text())
+    flat = json.loads((out / "s.json").read_text())
+    assert all(isinstance(v, float) for v in flat.values()) and "input_synapses.one_nudged_phase.area_ratio" in flat
+    assert len(list((out / "sw").glob("*.csv"))) == 4
+    m = json.loads((out / "sd.json").read_text())
     assert set(m["groups"]) == {f"{g} synapses, {mode}" for g in ("input", "hidden")
                                 for mode in ("one nudged phase", "net of both phases")}
     for g in m["groups"].values():
