@@ -143,3 +143,25 @@ def walk_resolved(cls, value, path, missing):
             (t for t in typing.get_args(tp) if dataclasses.is_dataclass(t)), None)
         if sub_cls is not None:
             walk_resolved(sub_cls, value[f.name], key, missing)
+
+
+def test_system_check_names_what_is_missing_and_how_to_install_it(monkeypatch):
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import check_system
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    assert check_system.problems()[0] == []  # this machine has what the set-up needs
+    real_which = shutil.which
+    monkeypatch.setattr(check_system.shutil, "which", lambda name: None if name in ("git", "npm") else real_which(name))
+    errors, warnings = check_system.problems()
+    assert any("git is not on PATH" in e and "apt-get install git" in e for e in errors)
+    assert any("npm" in w and "apt-get install npm" in w for w in warnings)
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(check_system.sys, "version_info", SimpleNamespace(major=3, minor=10))
+    errors, _ = check_system.problems()
+    assert any("needs Python 3.11, 3.12 or 3.13" in e for e in errors)
