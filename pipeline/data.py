@@ -27,12 +27,31 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """MNIST-like split: ``x_*: (n, pixels)`` float32 in [0, 1], ``y_*: (n,)`` int64."""
+    """MNIST-like split: ``x_*: (n, pixels)`` float32 in [0, 1], ``y_*: (n,)`` int64. With a
+    validation split, ``x_val`` / ``y_val`` are the last examples of the training file (not
+    trained on) and ``val_sha256`` the hash of their indices."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    val_sha256: str | None = None
+
+
+def hold_out(data: Dataset, n_val: int) -> Dataset:
+    """The last ``n_val`` training examples become the validation split (fixed: the same
+    examples for every seed and config; what chooses hyper-parameters reads only them)."""
+    if n_val <= 0:
+        return data
+    n = len(data.y_train)
+    if n_val >= n:
+        raise DataError(f"data.validation: {n_val} validation examples leave none to train on ({n} in all)")
+    idx = np.arange(n - n_val, n, dtype=np.int64)
+    digest = hashlib.sha256(idx.tobytes()).hexdigest()
+    return Dataset(x_train=data.x_train[: n - n_val], y_train=data.y_train[: n - n_val], x_test=data.x_test,
+                   y_test=data.y_test, x_val=data.x_train[idx], y_val=data.y_train[idx], val_sha256=digest)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -108,7 +127,8 @@ def verified_report(directory: Path, cfg: DataCfg) -> dict | None:
 def load(cfg: DataCfg, root: Path | str = ".") -> Dataset:
     """Load the fetched dataset (``cfg.dir`` relative to ``root``), scaled to [0, 1].
 
-    ``cfg.n_train`` / ``cfg.n_test`` keep only the first examples (smoke runs). The hashes were
+    ``cfg.n_train`` / ``cfg.n_test`` keep only the first examples (smoke runs); then
+    ``cfg.validation`` > 0 holds out the last examples of the training set (``hold_out``). The hashes were
     checked by the fetch stage; here shapes are checked again because they are cheap.
     """
     directory = Path(root) / cfg.dir
@@ -128,9 +148,10 @@ def load(cfg: DataCfg, root: Path | str = ".") -> Dataset:
     def labels(a: np.ndarray, n: int | None) -> np.ndarray:
         return (a[:n] if n else a).astype(np.int64)
 
-    return Dataset(
+    full = Dataset(
         x_train=images(arrays["train_images"], cfg.n_train),
         y_train=labels(arrays["train_labels"], cfg.n_train),
         x_test=images(arrays["test_images"], cfg.n_test),
         y_test=labels(arrays["test_labels"], cfg.n_test),
     )
+    return hold_out(full, cfg.validation)

@@ -300,8 +300,9 @@ class EPModel:
         target = centred_target(labels, params.W[-1].shape[1], self.xp, x.dtype)
         return train_batch(params, x, target, self.dyn, lr, sign)
 
-    def evaluate(self, params: Params, x, labels, count: bool = True) -> tuple[float, float]:
-        return evaluate(params, x, labels, self.dyn, self.eval_batch_size)
+    def evaluate(self, params: Params, x, labels, count: bool = True) -> dict:
+        accuracy, loss = evaluate(params, x, labels, self.dyn, self.eval_batch_size)
+        return {"accuracy": accuracy, "loss": loss}
 
     def start_epoch(self, epoch: int) -> None:
         pass

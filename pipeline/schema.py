@@ -49,7 +49,8 @@ def req(**rules: Any) -> Any:
 @dataclass(frozen=True, kw_only=True)
 class RuntimeCfg:
     device: str = opt("auto", choices=("auto", "cpu", "gpu"))
-    seed: int = opt(0, ge=0)
+    seed: int = opt(0, ge=0)  # the run a single stage makes; stdp, energy and the figures use it
+    seeds: list[int] = req(min_len=1, ge=0)  # dvc repro trains every model once per seed
     dtype: str = opt("float32", choices=("float32", "float64"))
     progress: bool = opt(True)
 
@@ -104,6 +105,9 @@ class DataCfg:
     # use only the first n examples (None: all); for smoke runs and tests
     n_train: int | None = opt(None, ge=1)
     n_test: int | None = opt(None, ge=1)
+    # hold out the last n training examples as the validation split (0: train on all); every
+    # choice of hyper-parameters reads validation accuracy only
+    validation: int = req(ge=0)
 
     def files(self) -> dict[str, IdxFileCfg]:
         return {
@@ -123,6 +127,10 @@ class DataCfg:
         for key, n, spec in (("n_train", self.n_train, self.train_images), ("n_test", self.n_test, self.test_images)):
             if n is not None and n > spec.shape[0]:
                 raise ConfigError(f"{path}.{key}: {n} is more than the {spec.shape[0]} examples of {spec.name}")
+        n_train = self.n_train or self.train_images.shape[0]
+        if self.validation >= n_train:
+            raise ConfigError(f"{path}.validation: {self.validation} validation examples leave none of the "
+                              f"{n_train} training examples to train on")
         if self.train_images.shape[1:] != self.test_images.shape[1:]:
             raise ConfigError(f"{path}.test_images.shape: image shape differs from train_images")
 
@@ -170,11 +178,12 @@ class TrainingCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EPOutCfg:
-    weights: str = opt("models/ep.npz")
-    checkpoint: str = opt("checkpoints/ep.npz")
-    metrics: str = opt("metrics/train_ep.json")
-    curve_csv: str = opt("plots/train_ep.csv")
-    curve_png: str = opt("plots/train_ep.png")
+    """Per seed n: ``<models>/seed<n>.npz``, ``<checkpoints>/seed<n>.npz``, ``<runs>/seed<n>/``
+    (metrics.json, curve.csv, curve.png)."""
+
+    models: str = opt("models/ep")
+    checkpoints: str = opt("checkpoints/ep")
+    runs: str = opt("runs/ep")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,13 +223,12 @@ class NeuronCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EqSpikeOutCfg:
-    weights: str = opt("models/eqspike.npz")
-    checkpoint: str = opt("checkpoints/eqspike.npz")
-    metrics: str = opt("metrics/train_eqspike.json")
-    events: str = opt("results/events_eqspike.json")
-    curve_csv: str = opt("plots/train_eqspike.csv")
-    curve_png: str = opt("plots/train_eqspike.png")
-    raster_png: str = opt("plots/raster_eqspike.png")
+    """Per seed n: ``<models>/seed<n>.npz``, ``<checkpoints>/seed<n>.npz``, ``<runs>/seed<n>/``
+    (metrics.json, curve.csv, curve.png, events.json, raster.png)."""
+
+    models: str = opt("models/eqspike")
+    checkpoints: str = opt("checkpoints/eqspike")
+    runs: str = opt("runs/eqspike")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,7 +263,7 @@ class StdpOutCfg:
 class StdpCfg:
     """STDP measurement (claim C5)."""
 
-    weights: str | None = opt(None)  # None: the trained EqSpike weights (eqspike.out.weights)
+    weights: str | None = opt(None)  # None: the trained EqSpike weights of runtime.seed
     n_examples: int = opt(200, ge=1)
     synapses_per_layer: int = opt(200, ge=1)
     max_dt_steps: int = opt(15, ge=2)
@@ -277,6 +285,19 @@ class PublishedResult:
     accuracy: float = req(gt=0, le=1)
     source: str = req(min_len=3)
     recalled: bool = opt(False)  # not re-read in the primary source
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregateOutCfg:
+    metrics: str = opt("metrics/aggregate.json")  # flat: mean, std, interval per model and figure
+    detail: str = opt("results/aggregate.json")  # per-seed tables, intervals, verdicts
+
+
+@dataclass(frozen=True, kw_only=True)
+class AggregateCfg:
+    """Statistics over seeds (claims C1, C2)."""
+
+    out: AggregateOutCfg = opt(AggregateOutCfg())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,7 +376,7 @@ class EnergyCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    runtime: RuntimeCfg = opt(RuntimeCfg())
+    runtime: RuntimeCfg = req()
     tracking: TrackingCfg = opt(TrackingCfg())
     data: DataCfg = req()
     ep: EPCfg = req()
@@ -364,6 +385,7 @@ class Config:
     stdp: StdpCfg = opt(StdpCfg())
     energy: EnergyCfg | None = opt(None)
     report: ReportCfg = opt(ReportCfg())
+    aggregate: AggregateCfg = opt(AggregateCfg())
 
     def check(self, path: str) -> None:
         for key in ("ep", "eqspike"):

@@ -41,7 +41,7 @@ from pipeline.compiled import (
     fast_tanh,
 )
 from pipeline.network import Params
-from pipeline.spiking import SpikeDynamics, Window, active_inputs, encode_input, input_drive
+from pipeline.spiking import PhaseResult, SpikeDynamics, Window, active_inputs, encode_input, input_drive
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
@@ -114,7 +114,7 @@ def _relax(v, s, g):
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, in_mode,
                    one, alpha, oma, theta, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
-                   rec_ds, rec_pre, spk_count, in_count, out_sum, avg_from):
+                   rec_ds, rec_pre, spk_count, in_count, out_sum, out_spk, avg_from):
     """The phase of one example ``b`` (see ``phase_kernel``); ``s, a, r, c`` are its rows."""
     N = s.shape[0]
     L = off.shape[0] - 1
@@ -143,6 +143,7 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
         _trace(r, S, alpha)
         for m in range(L):
             spk_count[m] += _sum(S[off[m]:off[m + 1]])
+        _add_row(out_spk, S[lo_out:])
         if rec and not pre_trace:
             _copy(rec_pre[k], S)
         # ---- input from below (+ bias) and from above ----------------------------------------
@@ -175,7 +176,7 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
 @njit(parallel=True, error_model="numpy", cache=True)
 def phase_kernel(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, in_mode,
                  one, alpha, oma, theta, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
-                 rec_ds, rec_pre, spk_count, in_count, out_sum, avg_from):
+                 rec_ds, rec_pre, spk_count, in_count, out_sum, out_spk, avg_from):
     """``steps`` steps from time ``t0`` of every example in parallel, states updated in place.
 
     State: ``s, a, r`` ``(B, N)`` (layers concatenated, layer m at ``off[m]:off[m+1]``), ``c``
@@ -187,7 +188,8 @@ def phase_kernel(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, i
     ``model`` 0 sigma-delta, 1 Bernoulli with the uniforms ``U[k, b]``. ``act``: 0 exact
     sigmoid, 1 ``fast_tanh`` sigmoid, 2 hard sigmoid. With ``rec``: ``rec_ds[k, b]`` and
     ``rec_pre[k, b]`` (spikes, or traces with ``pre_trace``). Counts: ``spk_count[b, m]``,
-    ``in_count[b]``; ``out_sum[b]`` sums the output state over the steps t >= ``avg_from``.
+    ``in_count[b]``; ``out_sum[b]`` sums the output state over the steps t >= ``avg_from``,
+    ``out_spk[b]`` the output spikes over the phase.
     """
     B = s.shape[0]
     for bb in prange(B):
@@ -201,7 +203,7 @@ def phase_kernel(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, i
                        target[min(b, np.int64(target.shape[0] - 1))], beta, rec, pre_trace,
                        rec_ds[:, min(b, np.int64(rec_ds.shape[1] - 1))],
                        rec_pre[:, min(b, np.int64(rec_pre.shape[1] - 1))],
-                       spk_count[b], in_count[b:b + 1], out_sum[b], avg_from)
+                       spk_count[b], in_count[b:b + 1], out_sum[b], out_spk[b], avg_from)
 
 
 @njit(inline="always", error_model="numpy")
@@ -452,12 +454,14 @@ class CompiledEngine:
         in_count = np.zeros(B, np.float64)
         n_out = self.sizes[-1]
         out_sum = np.zeros((B, n_out), dt)
+        out_spk = np.zeros((B, n_out), dt)
         tgt = target if target is not None else np.zeros((1, n_out), dt)
         phase_kernel(self.WT, self.bias, self.off, s, a, r, c, self.W0, self.base, self.ev_idx, self.ev_cnt,
                      self.ev_n, self.D,
                      self.in_mode, dt.type(1.0), self.alpha, self.oma, self.theta, self.g, self.model, self.act, U,
                      start, steps, tgt, dt.type(beta), record, self.dyn.pre_factor == "trace", rec_ds, rec_pre,
-                     spk_count, in_count, out_sum, avg_from if avg_from is not None else np.iinfo(np.int64).max)
+                     spk_count, in_count, out_sum, out_spk,
+                     avg_from if avg_from is not None else np.iinfo(np.int64).max)
         window = None
         if record:
             pre = [rec_pre[:, :, self.off[m]:self.off[m + 1]] for m in range(L)]
@@ -472,7 +476,9 @@ class CompiledEngine:
         else:
             input_spikes = float(in_count.sum())
         layer_spikes = [float(v) for v in spk_count.sum(axis=0)]
-        return (s, a, r, c), window, input_spikes, layer_spikes, (out_sum if avg_from is not None else None)
+        prediction = avg_from is not None
+        return PhaseResult((s, a, r, c), window, input_spikes, layer_spikes, out_sum if prediction else None,
+                           out_spk if prediction else None)
 
 
 def threads() -> int:

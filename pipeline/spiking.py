@@ -92,6 +92,19 @@ class Layer(NamedTuple):
     r: object
 
 
+class PhaseResult(NamedTuple):
+    """What ``run_phase`` returns: the new state, the rule's ``Window`` (when recording), the input
+    and per-layer spike totals, and in prediction (``avg_from`` given) the sum of the output state
+    over the steps t >= avg_from and the output spike counts ``(B, n_L)`` over the whole phase."""
+
+    state: object
+    window: object
+    input_spikes: object
+    layer_spikes: list
+    out_sum: object = None
+    out_spikes: object = None
+
+
 class Window(NamedTuple):
     """What the rule reads over one window of steps starting at ``start``, stacked over the
     steps: pre factors ``pre[l]`` and state changes ``ds[l]`` of layers 1..L, ``(k, B, n_l)``;
@@ -275,14 +288,13 @@ class ArrayEngine:
 
     def run_phase(self, state, start: int, steps: int, target=None, beta: float = 0.0, record: bool = False,
                   observer=None, avg_from: int | None = None):
-        """``steps`` steps from time ``start``. Returns the state, the rule's ``Window`` (when
-        ``record``), the input and per-layer spike totals, and the sum of the output state over
-        the steps t >= ``avg_from`` (prediction). ``observer(t, spikes_in_t, spikes, old, new)``
-        sees every step; it observes, it does not change the simulation."""
+        """``steps`` steps from time ``start``; returns a ``PhaseResult``.
+        ``observer(t, spikes_in_t, spikes, old, new)`` sees every step; it observes, it does not
+        change the simulation."""
         xp = array_module(self.drive)
         pre, ds = [], []
         layer_spikes = [0.0] * len(state)
-        out_sum = None
+        out_sum = out_spikes = None
         for k in range(steps):
             t = start + k
             spikes, new = step(self.params, state, self.drive[t], self.dyn, target, beta, self.rng)
@@ -294,15 +306,17 @@ class ArrayEngine:
                 pre.append(spikes if self.dyn.pre_factor == "spike" else [layer.r for layer in new])
                 ds.append([n.s - o.s for n, o in zip(new, state)])
             state = new
-            if avg_from is not None and t >= avg_from:
-                out_sum = state[-1].s.copy() if out_sum is None else out_sum + state[-1].s
+            if avg_from is not None:
+                out_spikes = spikes[-1].copy() if out_spikes is None else out_spikes + spikes[-1]
+                if t >= avg_from:
+                    out_sum = state[-1].s.copy() if out_sum is None else out_sum + state[-1].s
         window = None
         if record:
             pre_in = (self.spikes_in if self.dyn.pre_factor == "spike" else self.traces_in)[start:start + steps]
             window = Window(start, pre_in, [xp.stack([p[l] for p in pre]) for l in range(len(state))],
                             [xp.stack([d[l] for d in ds]) for l in range(len(state))])
         input_spikes = self.spikes_in[start:start + steps].sum()
-        return state, window, input_spikes, layer_spikes, out_sum
+        return PhaseResult(state, window, input_spikes, layer_spikes, out_sum, out_spikes)
 
 
 def make_engine(params: Params, x, steps: int, dyn: SpikeDynamics, rng=None):
@@ -339,9 +353,9 @@ def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[fl
     beta = dyn.beta * sign
 
     def phase(name, state, start, steps, **kw):
-        state, window, n_in, n_layers, _ = eng.run_phase(state, start, steps, **kw)
-        count_phase(counts, name, sizes, steps, B, n_in, n_layers, kw.get("record", False))
-        return state, window
+        r = eng.run_phase(state, start, steps, **kw)
+        count_phase(counts, name, sizes, steps, B, r.input_spikes, r.layer_spikes, kw.get("record", False))
+        return r.state, r.window
 
     state = eng.initial_state()
     if dyn.nudge == "symmetric":
@@ -359,29 +373,39 @@ def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[fl
     return eng.output(free)
 
 
-def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | None = None, observer=None):
-    """Free phase of T steps; the output state averaged over the last ``eval_avg_steps``."""
+def read_out(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | None = None, observer=None):
+    """Free phase of T steps; returns the two read-outs: the output state averaged over the last
+    ``eval_avg_steps`` (analog, what the prediction uses) and the output spike counts over the
+    whole phase (what a spiking chip would read), both ``(B, n_L)``."""
     counts = Counts() if counts is None else counts
     eng = make_engine(params, x, dyn.T, dyn, rng)
     n_avg = min(dyn.eval_avg_steps, dyn.T)
     kw = {} if observer is None else {"observer": observer}
-    _, _, n_in, n_layers, total = eng.run_phase(eng.initial_state(), 0, dyn.T, avg_from=dyn.T - n_avg, **kw)
-    count_phase(counts, "inference", sizes_of(params), dyn.T, x.shape[0], n_in, n_layers, False)
-    return total / n_avg
+    r = eng.run_phase(eng.initial_state(), 0, dyn.T, avg_from=dyn.T - n_avg, **kw)
+    count_phase(counts, "inference", sizes_of(params), dyn.T, x.shape[0], r.input_spikes, r.layer_spikes, False)
+    return r.out_sum / n_avg, r.out_spikes
+
+
+def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | None = None, observer=None):
+    """Free phase of T steps; the output state averaged over the last ``eval_avg_steps``."""
+    return read_out(params, x, dyn, rng, counts, observer)[0]
 
 
 def evaluate(params: Params, x, labels, dyn: SpikeDynamics, batch_size: int = 1000, rng=None,
-             counts: Counts | None = None) -> tuple[float, float]:
-    """Accuracy and mean loss 1/2 ||y - s_L||^2 of the spiking network's free phase."""
+             counts: Counts | None = None) -> dict:
+    """Accuracy and mean loss 1/2 ||y - s_L||^2 of the spiking network's free phase (analog
+    read-out), and the accuracy of the output spike counts (ties go to the lower class)."""
     xp = array_module(x)
-    correct, loss = 0, 0.0
+    correct, correct_spikes, loss = 0, 0, 0.0
     for start in range(0, x.shape[0], batch_size):
         xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
-        out = predict(params, xb, dyn, rng, counts)
+        out, spikes = read_out(params, xb, dyn, rng, counts)
         target = onehot(yb, out.shape[1], xp, out.dtype)
         correct += int((out.argmax(axis=1) == yb).sum())
+        correct_spikes += int((spikes.argmax(axis=1) == yb).sum())
         loss += float(0.5 * ((target - out) ** 2).sum())
-    return correct / x.shape[0], loss / x.shape[0]
+    n = x.shape[0]
+    return {"accuracy": correct / n, "loss": loss / n, "accuracy_spike_count": correct_spikes / n}
 
 
 def onehot(labels, n: int, xp: ModuleType, dtype):
@@ -416,7 +440,7 @@ def simulate_learning(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None,
     def seen_as(phase):
         return None if observer is None else (lambda *step: observer(phase, *step))
 
-    free = eng.run_phase(eng.initial_state(), 0, dyn.T, observer=seen_as("free"))[0]
+    free = eng.run_phase(eng.initial_state(), 0, dyn.T, observer=seen_as("free")).state
     signs = (1.0, -1.0) if dyn.nudge == "symmetric" else (1.0,)
     for sign in signs:
         eng.run_phase(free, dyn.T, dyn.K, target=y_onehot, beta=sign * dyn.beta,
@@ -460,7 +484,7 @@ class EqSpikeModel:
         target = onehot(labels, params.W[-1].shape[1], self.xp, x.dtype)
         return train_batch(params, x, target, self.dyn, lr, sign, self.rng, self.train_counts)
 
-    def evaluate(self, params, x, labels, count: bool = True) -> tuple[float, float]:
+    def evaluate(self, params, x, labels, count: bool = True) -> dict:
         """``count``: add this evaluation's events to the inference counts (the evaluated
         weights only, not the raw weights evaluated beside a moving average)."""
         if count:

@@ -73,6 +73,11 @@ def blas_single_thread(xp):
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def named(split: str, figures: dict, suffix: str = "") -> dict:
+    """``{"accuracy": a}`` -> ``{"<split>_accuracy<suffix>": a}``."""
+    return {f"{split}_{k}{suffix}": v for k, v in figures.items()}
+
+
 def fit(model, params: Params, data: Dataset, schedule: Schedule, seed: int, start_epoch: int = 0,
         ema: Params | None = None, on_epoch_end: Callable[[int, dict], None] | None = None,
         progress: bool = True) -> list[dict]:
@@ -80,11 +85,17 @@ def fit(model, params: Params, data: Dataset, schedule: Schedule, seed: int, sta
 
     With ``schedule.ema_decay`` > 0, ``ema`` (updated in place) holds the moving average of the
     weights and is what ``test_accuracy`` evaluates; the raw weights give ``test_accuracy_raw``.
+    With a validation split (``data.x_val``) every epoch is evaluated on it too (``val_*``): the
+    figures that choices of hyper-parameters read. ``model.evaluate`` returns a dict of figures
+    (``accuracy``, ``loss``, and for EqSpike ``accuracy_spike_count``).
     """
     xp = model.xp
     dtype = params.W[0].dtype
     x_train, y_train = xp.asarray(data.x_train, dtype=dtype), xp.asarray(data.y_train)
     x_test, y_test = xp.asarray(data.x_test, dtype=dtype), xp.asarray(data.y_test)
+    has_val = data.x_val is not None
+    if has_val:
+        x_val, y_val = xp.asarray(data.x_val, dtype=dtype), xp.asarray(data.y_val)
     n, B = x_train.shape[0], schedule.batch_size
     records = []
     limits = blas_single_thread(xp) if getattr(model, "compiled", False) else contextlib.nullcontext()
@@ -116,20 +127,19 @@ def fit(model, params: Params, data: Dataset, schedule: Schedule, seed: int, sta
                     f"training diverged in epoch {epoch + 1}: non-finite weights "
                     f"(lower {model.name}.lr, now {list(schedule.lr)}, or {model.name}.beta)"
                 )
-            # ---- evaluation ---------------------------------------------------------------
-            test_accuracy, test_loss = model.evaluate(ema if ema is not None else params, x_test, y_test)
+            # ---- evaluation: the evaluated weights (the average when there is one), the raw
+            # weights beside them, on the validation split (what choices read) and the test set
             train_accuracy = float(to_host(correct)) / n
-            record = {
-                "epoch": epoch + 1,
-                "train_accuracy": train_accuracy,
-                "train_error": 1.0 - train_accuracy,
-                "test_accuracy": test_accuracy,
-                "test_error": 1.0 - test_accuracy,
-                "test_loss": test_loss,
-                "seconds": train_seconds,
-            }
-            if ema is not None:
-                record["test_accuracy_raw"] = model.evaluate(params, x_test, y_test, count=False)[0]
+            record = {"epoch": epoch + 1, "train_accuracy": train_accuracy, "train_error": 1.0 - train_accuracy,
+                      "seconds": train_seconds}
+            splits = ([("val", x_val, y_val)] if has_val else []) + [("test", x_test, y_test)]
+            for split, x, y in splits:
+                record.update(named(split, model.evaluate(ema if ema is not None else params, x, y,
+                                                          count=split == "test")))
+                if ema is not None:
+                    raw = model.evaluate(params, x, y, count=False)
+                    record.update(named(split, {k: v for k, v in raw.items() if k.startswith("accuracy")}, "_raw"))
+            record["test_error"] = 1.0 - record["test_accuracy"]
             record.update(model.epoch_extras())
             record["eval_seconds"] = time.perf_counter() - t0 - train_seconds
             records.append(record)

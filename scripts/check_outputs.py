@@ -10,13 +10,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = {
-    "metrics/train_ep.json": ["test_accuracy", "train_accuracy", "epochs", "seconds_per_epoch"],
-    "metrics/train_eqspike.json": ["test_accuracy", "train_accuracy", "epochs", "seconds_per_epoch",
-                                   "spikes_per_inference", "synaptic_events_per_inference"],
+    "runs/ep/seed0/metrics.json": ["test_accuracy", "train_accuracy", "epochs", "seconds_per_epoch"],
+    "runs/eqspike/seed0/metrics.json": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count",
+                                        "train_accuracy", "epochs", "seconds_per_epoch", "spikes_per_inference",
+                                        "synaptic_events_per_inference"],
+    "metrics/aggregate.json": ["eqspike.test_accuracy.mean", "ep.test_accuracy.mean", "n_seeds"],
     "metrics/energy.json": ["inference_ratio", "training_ratio", "neuromorphic_inference_uj"],
     "metrics/stdp.json": ["input_synapses.one_nudged_phase.area_ratio"],
 }
-DETAIL = ["results/energy.json", "results/stdp.json", "results/events_eqspike.json"]
+DETAIL = ["results/energy.json", "results/stdp.json", "results/aggregate.json", "runs/eqspike/seed0/events.json"]
 
 
 def get(d: dict, key: str):

@@ -30,10 +30,8 @@ step() {  # step NAME TIMEOUT_S CMD...: run, log, record the exit status and sec
 step gpu_tests 180 python -m pytest -m gpu -q -rs tests/test_gpu.py
 step bench 240 python benchmarks/bench.py --device gpu --examples 6000 --test 1000 --json "$OUT_DIR/bench.json"
 step stage_epoch 240 python -m stages.train_eqspike runtime.device=gpu runtime.progress=false data.n_train=10000 \
-  eqspike.epochs=1 "eqspike.out.weights=$OUT_DIR/w.npz" "eqspike.out.checkpoint=$OUT_DIR/ck.npz" \
-  "eqspike.out.metrics=$OUT_DIR/stage_metrics.json" "eqspike.out.events=$OUT_DIR/stage_events.json" \
-  "eqspike.out.curve_csv=$OUT_DIR/curve.csv" "eqspike.out.curve_png=$OUT_DIR/curve.png" \
-  "eqspike.out.raster_png=$OUT_DIR/raster.png"
+  eqspike.epochs=1 "eqspike.out.models=$OUT_DIR/models" "eqspike.out.checkpoints=$OUT_DIR/checkpoints" \
+  "eqspike.out.runs=$OUT_DIR/runs"
 step energy 120 python scripts/measure_gpu_energy.py --seconds 10 --idle-seconds 3 --out-dir "$OUT_DIR"
 
 python - "$OUT_DIR" <<'PY'
@@ -47,7 +45,7 @@ figures = {
     "gpu": (out / "nvidia_smi.csv").read_text().strip().splitlines()[-1] if (out / "nvidia_smi.csv").is_file() else None,
     "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()],
     "bench": read("bench.json"),
-    "stage_epoch": read("stage_metrics.json"),
+    "stage_epoch": read("runs/seed0/metrics.json"),
     "energy_presets": {p.name: p.read_text() for p in out.glob("measured_*.yaml")},
 }
 (out / "gpu_check.json").write_text(json.dumps(figures, indent=2))

@@ -75,6 +75,33 @@ def repo_path(relative: str) -> Path:
     return REPO / relative
 
 
+class SeedPaths:
+    """Where one seed's run of a model writes: ``<models>/seed<n>.npz`` (weights, DVC-cached),
+    ``<checkpoints>/seed<n>.npz``, and ``<runs>/seed<n>/`` (metrics, curves, events, raster).
+    Each path reads only its own config key (the stages declare what they read)."""
+
+    def __init__(self, out, seed: int):
+        self.out, self.seed = out, seed
+
+    @property
+    def weights(self) -> Path:
+        return repo_path(f"{self.out.models}/seed{self.seed}.npz")
+
+    @property
+    def checkpoint(self) -> Path:
+        return repo_path(f"{self.out.checkpoints}/seed{self.seed}.npz")
+
+    @property
+    def dir(self) -> Path:
+        return repo_path(f"{self.out.runs}/seed{self.seed}")
+
+    metrics = property(lambda self: self.dir / "metrics.json")
+    curve_csv = property(lambda self: self.dir / "curve.csv")
+    curve_png = property(lambda self: self.dir / "curve.png")
+    events = property(lambda self: self.dir / "events.json")
+    raster_png = property(lambda self: self.dir / "raster.png")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import yaml
 
 from pipeline import energy as en
 from pipeline.schema import Config, ConfigError, GpuPresetCfg, NeuromorphicPresetCfg, Sourced, parse
-from stages.common import Run, atomic_write, repo_path, stage_main, write_json
+from stages.common import Run, SeedPaths, atomic_write, repo_path, stage_main, write_json
 
 
 def load_presets(directory: Path, kind: str, cls) -> dict:
@@ -48,7 +48,7 @@ def worker(cfg: Config, run: Run) -> None:
     ecfg = cfg.energy
     if ecfg is None:
         raise ConfigError("energy: missing from the config (conf/config.yaml defaults: energy: default)")
-    events_path = repo_path(cfg.eqspike.out.events)
+    events_path = SeedPaths(cfg.eqspike.out, cfg.runtime.seed).events
     if not events_path.is_file():
         raise en.CountsMissing(f"{events_path} is missing: run the train_eqspike stage first "
                                "(dvc repro train_eqspike)")

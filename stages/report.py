@@ -15,13 +15,23 @@ import yaml
 
 from pipeline import report as rp
 from pipeline.schema import Config, to_dict
-from stages.common import PARAMS_FILE, REPO, Run, _git, atomic_write, config_overrides, repo_path, stage_main
+from stages.common import (
+    PARAMS_FILE,
+    REPO,
+    Run,
+    SeedPaths,
+    _git,
+    atomic_write,
+    config_overrides,
+    repo_path,
+    stage_main,
+)
 
-STAGES = ["fetch_data", "train_ep", "train_eqspike", "stdp", "energy"]
+STAGES = ["fetch_data", "train_ep", "train_eqspike", "aggregate", "stdp", "energy"]
 
 
-def read_json(path: str, stage: str) -> dict:
-    p = repo_path(path)
+def read_json(path, stage: str) -> dict:
+    p = repo_path(path) if isinstance(path, str) else path
     if not p.is_file():
         raise FileNotFoundError(f"{p} is missing: run the {stage} stage first (dvc repro {stage})")
     return json.loads(p.read_text())
@@ -43,22 +53,26 @@ def stage_runs(cfg: Config) -> dict[str, dict]:
 
 
 def worker(cfg: Config, run: Run) -> None:
-    ep = read_json(cfg.ep.out.metrics, "train_ep")
-    eqs = read_json(cfg.eqspike.out.metrics, "train_eqspike")
+    seed = cfg.runtime.seed
+    ep_run, eq_run = SeedPaths(cfg.ep.out, seed), SeedPaths(cfg.eqspike.out, seed)
+    ep = read_json(ep_run.metrics, "train_ep")
+    eqs = read_json(eq_run.metrics, "train_eqspike")
+    agg = read_json(cfg.aggregate.out.detail, "aggregate")
     stdp = read_json(cfg.stdp.out.detail, "stdp")
     energy = read_json(cfg.energy.out.detail, "energy")
     runs = stage_runs(cfg)
     md_path, html_path = repo_path(cfg.report.out.markdown), repo_path(cfg.report.out.html)
-    def rel(path: str) -> str:
-        return os.path.relpath(repo_path(path), md_path.parent)
+    def rel(path) -> str:
+        return os.path.relpath(repo_path(path) if isinstance(path, str) else path, md_path.parent)
 
     facts = {
         "sizes": {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes},
         "paper_eqspike_accuracy": cfg.report.paper_eqspike_accuracy,
         "paper_rate_accuracy": cfg.report.paper_rate_accuracy,
         "published": [to_dict(r) for r in cfg.report.published],
-        "figures": {"ep_curve": rel(cfg.ep.out.curve_png), "eqspike_curve": rel(cfg.eqspike.out.curve_png),
-                    "raster": rel(cfg.eqspike.out.raster_png), "stdp": rel(cfg.stdp.out.figure_png),
+        "aggregate": agg,
+        "figures": {"ep_curve": rel(ep_run.curve_png), "eqspike_curve": rel(eq_run.curve_png),
+                    "raster": rel(eq_run.raster_png), "stdp": rel(cfg.stdp.out.figure_png),
                     "energy": rel(cfg.energy.out.chart_png)},
         "runs": runs, "commit": _git("rev-parse", "HEAD"),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", "(workspace run, not a named experiment)"),

@@ -16,14 +16,14 @@ from pipeline import spiking, stdp
 from pipeline.backend import get_xp
 from pipeline.data import load
 from pipeline.schema import Config
-from stages.common import REPO, Run, atomic_write, load_params, repo_path, stage_main, write_json
+from stages.common import REPO, Run, SeedPaths, atomic_write, load_params, repo_path, stage_main, write_json
 from stages.train_eqspike import dynamics
 
 
 def worker(cfg: Config, run: Run) -> None:
     sc = cfg.stdp
     xp = get_xp(cfg.runtime.device)
-    weights = repo_path(sc.weights or cfg.eqspike.out.weights)
+    weights = repo_path(sc.weights) if sc.weights else SeedPaths(cfg.eqspike.out, cfg.runtime.seed).weights
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: train EqSpike first (dvc repro train_eqspike)")
     params, _ = load_params(weights, xp, cfg.eqspike.sizes)

@@ -6,7 +6,7 @@ rule (claim C1; equations: README, "The model").
     python -m stages.train_eqspike eqspike.nudge=one_sided neuron.tau_syn_steps=8
 
 Besides the outputs of ``train_ep`` it writes the event counts per example of training and
-inference (``eqspike.out.events``, read by the energy stage) and a spike raster of one test
+inference (``events.json`` in the run's folder, read by the energy stage) and a spike raster of one test
 example through the free and nudged phases.
 """
 
@@ -22,7 +22,7 @@ from pipeline.data import load
 from pipeline.neuron import NeuronModel
 from pipeline.plots import spike_raster
 from pipeline.schema import Config, EqSpikeCfg, NeuronCfg
-from stages.common import REPO, Run, atomic_write, repo_path, stage_main, write_json
+from stages.common import REPO, Run, SeedPaths, atomic_write, stage_main, write_json
 from stages.training import train_and_write
 
 PAPER_EQSPIKE_ACCURACY = 0.976  # Martin et al. 2021 (claim C1)
@@ -56,18 +56,19 @@ def worker(cfg: Config, run: Run) -> None:
             "nudged_phases": 2 if ec.nudge == "symmetric" else 1,
             "neuron": asdict(cfg.neuron), "epoch": last["epoch"],
         }
-        write_json(repo_path(ec.out.events), events)
-        run.artifact(repo_path(ec.out.events))
+        paths = SeedPaths(ec.out, cfg.runtime.seed)
+        write_json(paths.events, events)
+        run.artifact(paths.events)
         # raster of the first test example
         x1 = xp.asarray(data.x_test[:1], dtype=params.W[0].dtype)
         y1 = spiking.onehot(xp.asarray(data.y_test[:1]), ec.sizes[-1], xp, x1.dtype)
         raster = spiking.record_raster(params, x1, y1, dynamics(ec, cfg.neuron, engine="array"),
                                        spiking.make_rng(xp, [cfg.runtime.seed, 2]))
         raster = {p: [[to_host(a) for a in step] for step in steps] for p, steps in raster.items()}
-        atomic_write(repo_path(ec.out.raster_png),
+        atomic_write(paths.raster_png,
                      lambda p: spike_raster(raster, p, f"EqSpike {ec.sizes}, {cfg.neuron.model}",
                                             int(data.y_test[0])))
-        run.artifact(repo_path(ec.out.raster_png))
+        run.artifact(paths.raster_png)
         return {
             "spikes_per_inference": totals["inference"]["spikes"],
             "synaptic_events_per_inference": totals["inference"]["synaptic_events"],

@@ -19,10 +19,11 @@ from pipeline.data import Dataset
 from pipeline.network import Params, copy_params, init_params, save_weights
 from pipeline.plots import learning_curves
 from pipeline.train import Schedule, code_digest, fit
-from stages.common import Run, WeightsError, atomic_write, load_params, repo_path, write_json
+from stages.common import Run, SeedPaths, WeightsError, atomic_write, load_params, write_json
 
-CURVE_FIELDS = ["epoch", "train_accuracy", "train_error", "test_accuracy", "test_error",
-                "test_accuracy_raw", "test_loss", "seconds", "eval_seconds"]
+CURVE_FIELDS = ["epoch", "train_accuracy", "val_accuracy", "val_accuracy_raw", "test_accuracy", "test_accuracy_raw",
+                "test_accuracy_spike_count", "test_accuracy_spike_count_raw", "test_loss", "seconds",
+                "eval_seconds"]
 
 
 def write_csv(path, records) -> None:
@@ -67,12 +68,13 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
     ``after(params, history)`` may add entries to the metrics JSON (and write more outputs).
     Returns the evaluated weights (the average when ``ema_decay`` > 0) and the history.
     """
-    xp, out = model.xp, model_cfg.out
+    xp, out = model.xp, SeedPaths(model_cfg.out, seed)
     key = run_key(model, model_cfg, seed, dtype, len(data.y_train), key_extra)
-    run.tags({"device": device_name(xp), "run_key": key})
+    run.tags({"device": device_name(xp), "run_key": key, "seed": str(seed),
+              "validation_sha256": data.val_sha256 or "none"})
 
     # ---- resume from the checkpoint when it belongs to this run ---------------------------
-    ckpt = repo_path(out.checkpoint)
+    ckpt = out.checkpoint
     use_ema = model_cfg.ema_decay > 0
     start_epoch, history = 0, []
     if ckpt.is_file():
@@ -102,7 +104,8 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
         atomic_write(ckpt, lambda p: save_weights(p, params, ema, epoch=epoch + 1, run_key=key,
                                                   history=json.dumps(history)))
         raw = f"  (raw weights {record['test_accuracy_raw']:.4f})" if "test_accuracy_raw" in record else ""
-        print(f"{model.name} epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}  "
+        val = f"  val acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
+        print(f"{model.name} seed {seed} epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}{val}  "
               f"test acc {record['test_accuracy']:.4f}{raw}  ({record['seconds']:.1f} s)", flush=True)
 
     fit(model, params, data, schedule(model_cfg), seed, start_epoch, ema, on_epoch_end, progress)
@@ -112,27 +115,25 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
     last = history[-1]
     seconds = [r["seconds"] for r in history]
     metrics = {
-        "test_accuracy": last["test_accuracy"],
-        "train_accuracy": last["train_accuracy"],
-        "test_loss": last["test_loss"],
-        "best_test_accuracy": max(r["test_accuracy"] for r in history),
+        "seed": seed,
         "epochs": len(history),
         "seconds_per_epoch": sum(seconds) / len(seconds),
         "train_seconds_total": sum(seconds),
-        "device": device_name(xp),
         "n_train": len(data.y_train),
+        "n_val": 0 if data.y_val is None else len(data.y_val),
         "n_test": len(data.y_test),
-        "weights_evaluated": "moving average" if use_ema else "raw",
+        "weights_averaged": int(use_ema),
+        # the last epoch's figures (the number of epochs is fixed in the config, never chosen here)
+        **{k: v for k, v in last.items() if k.split("_")[0] in ("train", "val", "test") and k != "train_error"
+           and k != "test_error" and isinstance(v, (int, float))},
     }
-    if "test_accuracy_raw" in last:
-        metrics["test_accuracy_raw"] = last["test_accuracy_raw"]
     if after is not None:
         metrics.update(after(final, history))
-    atomic_write(repo_path(out.weights), lambda p: save_weights(p, final, epoch=len(history), run_key=key))
-    write_json(repo_path(out.metrics), metrics)
-    write_csv(repo_path(out.curve_csv), history)
-    atomic_write(repo_path(out.curve_png), lambda p: learning_curves(history, p, title, reference))
+    atomic_write(out.weights, lambda p: save_weights(p, final, epoch=len(history), run_key=key))
+    write_json(out.metrics, metrics)
+    write_csv(out.curve_csv, history)
+    atomic_write(out.curve_png, lambda p: learning_curves(history, p, f"{title}, seed {seed}", reference))
     run.metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=len(history))
     for path in (out.metrics, out.curve_csv, out.curve_png, out.weights):
-        run.artifact(repo_path(path))
+        run.artifact(path)
     return final, history

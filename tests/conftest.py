@@ -48,7 +48,7 @@ def data_cfg_dict(arrays: dict, sources: list[dict], directory: str = "data/toy"
         return d
 
     return {
-        "name": "toy", "dir": directory, "timeout_s": 1.0, "sources": sources,
+        "name": "toy", "dir": directory, "timeout_s": 1.0, "sources": sources, "validation": 0,
         "train_images": spec("train-images-idx3-ubyte"), "train_labels": spec("train-labels-idx1-ubyte"),
         "test_images": spec("t10k-images-idx3-ubyte"), "test_labels": spec("t10k-labels-idx1-ubyte"),
     }

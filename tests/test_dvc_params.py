@@ -30,6 +30,7 @@ def declared(stage: str) -> set[str]:
     keys = {p if isinstance(p, str) else next(iter(p)) for p in spec.get("params", [])}
     text = yaml.safe_dump({k: v for k, v in spec.items() if k != "params"})
     keys |= set(re.findall(r"\$\{([^}]+)\}", text))
+    keys |= set(re.findall(r"\s([a-z_.]+)=\$\{item\.", spec["cmd"]))  # set per matrix item by the command
     return keys
 
 
@@ -105,21 +106,16 @@ def run_stage(monkeypatch, module: str, argv: list[str]) -> set[str]:
 def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
     data, out = stage_env
     ep = run_stage(monkeypatch, "train_ep", [
-        *data, "ep.sizes=[784,16,10]", "ep.epochs=1", f"ep.out.weights={out / 'ew.npz'}",
-        f"ep.out.checkpoint={out / 'eck.npz'}", f"ep.out.metrics={out / 'em.json'}",
-        f"ep.out.curve_csv={out / 'ec.csv'}", f"ep.out.curve_png={out / 'ec.png'}"])
+        *data, "ep.sizes=[784,16,10]", "ep.epochs=1", f"ep.out.models={out / 'models'}", f"ep.out.checkpoints={out / 'ck'}", f"ep.out.runs={out / 'runs'}"])
     assert "ep.T" in ep and "runtime.seed" in ep, "the recorder must see the reads"
     assert undeclared("train_ep", ep) == []
     spk = run_stage(monkeypatch, "train_eqspike", [
         *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
-        "eqspike.eval_avg_steps=2", f"eqspike.out.weights={out / 'w.npz'}",
-        f"eqspike.out.checkpoint={out / 'ck.npz'}", f"eqspike.out.metrics={out / 'm.json'}",
-        f"eqspike.out.events={out / 'events.json'}", f"eqspike.out.curve_csv={out / 'c.csv'}",
-        f"eqspike.out.curve_png={out / 'c.png'}", f"eqspike.out.raster_png={out / 'r.png'}"])
+        "eqspike.eval_avg_steps=2", f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={out / 'ck'}", f"eqspike.out.runs={out / 'runs'}"])
     assert "neuron.tau_syn_steps" in spk
     assert undeclared("train_eqspike", spk) == []
     en = run_stage(monkeypatch, "energy", [
-        f"eqspike.out.events={out / 'events.json'}", f"energy.out.metrics={out / 'e.json'}",
+        f"eqspike.out.runs={out / 'runs'}", f"energy.out.metrics={out / 'e.json'}",
         f"energy.out.detail={out / 'ed.json'}",
         f"energy.out.table_csv={out / 'e.csv'}", f"energy.out.chart_png={out / 'e.png'}"])
     assert undeclared("energy", en) == []

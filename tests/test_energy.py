@@ -81,8 +81,8 @@ def test_gpu_preset_needs_an_energy():
 
 
 def test_stage_without_counts_stops_naming_them(tmp_path, mlflow_store, capsys):
-    missing = tmp_path / "events.json"
-    assert main([f"eqspike.out.events={missing}"]) == 1
+    missing = tmp_path / "runs" / "seed0" / "events.json"
+    assert main([f"eqspike.out.runs={tmp_path / 'runs'}"]) == 1
     assert str(missing) in capsys.readouterr().err
 
 
@@ -92,10 +92,11 @@ def test_stage_end_to_end_on_given_counts(tmp_path, mlflow_store):
                                                    "input": {"weight_updates": 1e3}}},
                               "inference": {"inference": {"layer1": {"spikes": 50.0, "synaptic_events": 5e3}}}},
               "sizes": [784, 512, 10], "T": 40, "K": 20, "nudged_phases": 2}
-    path = tmp_path / "events.json"
+    path = tmp_path / "runs" / "seed0" / "events.json"
+    path.parent.mkdir(parents=True)
     path.write_text(json.dumps(events))
     out = [f"energy.out.metrics={tmp_path / 'e.json'}", f"energy.out.table_csv={tmp_path / 'e.csv'}",
-           f"energy.out.chart_png={tmp_path / 'e.png'}", f"eqspike.out.events={path}",
+           f"energy.out.chart_png={tmp_path / 'e.png'}", f"eqspike.out.runs={tmp_path / 'runs'}",
            f"energy.out.detail={tmp_path / 'ed.json'}"]
     assert main(out) == 0
     flat = json.loads((tmp_path / "e.json").read_text())

@@ -17,9 +17,7 @@ from stages.common import atomic_write
 
 def ep_args(tmp_path, data, epochs=1):
     out = tmp_path / "out"
-    return [*data, "ep.sizes=[784,16,10]", f"ep.epochs={epochs}", f"ep.out.weights={out / 'w.npz'}",
-            f"ep.out.checkpoint={tmp_path / 'ck.npz'}", f"ep.out.metrics={out / 'm.json'}",
-            f"ep.out.curve_csv={out / 'c.csv'}", f"ep.out.curve_png={out / 'c.png'}"]
+    return [*data, "ep.sizes=[784,16,10]", f"ep.epochs={epochs}", f"ep.out.models={out / 'models'}", f"ep.out.checkpoints={tmp_path / 'ck'}", f"ep.out.runs={out / 'runs'}"]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "nan"])
@@ -28,7 +26,7 @@ def test_corrupt_checkpoint_restarts_from_scratch_with_a_warning(damage, tmp_pat
     from stages.train_ep import main
 
     _, data = mnist_like_dir
-    ckpt = tmp_path / "ck.npz"
+    ckpt = tmp_path / "ck" / "seed0.npz"
     assert main(ep_args(tmp_path, data)) == 0
     good = ckpt.read_bytes()
     if damage == "garbage":
@@ -104,14 +102,11 @@ def test_eqspike_divergence_fails_the_run_and_keeps_the_last_finite_checkpoint(t
 
     monkeypatch.setattr(spiking.EqSpikeModel, "train_batch", blow_up_in_epoch_2)
     args = [*data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=3", "eqspike.T=6", "eqspike.K=3",
-            "eqspike.eval_avg_steps=2", f"eqspike.out.weights={out / 'w.npz'}",
-            f"eqspike.out.checkpoint={tmp_path / 'ck.npz'}", f"eqspike.out.metrics={out / 'm.json'}",
-            f"eqspike.out.events={out / 'e.json'}", f"eqspike.out.curve_csv={out / 'c.csv'}",
-            f"eqspike.out.curve_png={out / 'c.png'}", f"eqspike.out.raster_png={out / 'r.png'}"]
+            "eqspike.eval_avg_steps=2", f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={tmp_path / 'ck'}", f"eqspike.out.runs={out / 'runs'}"]
     assert main(args) == 1
     (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert run.info.status == "FAILED" and "diverged in epoch 2" in run.data.tags["error"]
-    params, extra = load_weights(tmp_path / "ck.npz")
+    params, extra = load_weights(tmp_path / "ck" / "seed0.npz")
     assert int(extra["epoch"]) == 1
     assert all(np.isfinite(w).all() for w in params.W + params.b)
 

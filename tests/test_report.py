@@ -6,19 +6,30 @@ import json
 
 from pipeline import report as rp
 
-EP = {"test_accuracy": 0.981, "epochs": 30, "seconds_per_epoch": 5.0}
-EQS = {"test_accuracy": 0.973, "epochs": 15, "seconds_per_epoch": 40.0}
+def aggregate(eq: list[float], ep: list[float], raw: list[float] | None = None) -> dict:
+    from pipeline import stats
+
+    eq_s = {"test_accuracy": stats.summary(eq)}
+    if raw:
+        eq_s["test_accuracy_raw"] = stats.summary(raw)
+    return {"summaries": {"eqspike": eq_s, "ep": {"test_accuracy": stats.summary(ep)}},
+            "gap_ep_minus_eqspike": stats.difference(ep, eq),
+            "verdicts": {"C1 EqSpike (averaged weights)": stats.verdict_vs_paper(eq_s["test_accuracy"], 0.976),
+                         "C1 EqSpike (raw weights)": "x",
+                         "C2 rate-based EP": stats.verdict_vs_paper(stats.summary(ep), 0.98)}}
 
 
-def test_claims_verdicts():
-    rows = rp.claims_rows(EP, EQS, None, None, paper_eqspike=0.976, paper_rate=0.98)
-    c1, c2 = rows
-    assert c1[2] == "97.30 %" and c1[3] == "-0.30 points" and c1[4] == "close, below the paper"
-    assert c2[3] == "gap 0.80 points" and c2[4].startswith("similar")
-    rows = rp.claims_rows(EP, {**EQS, "test_accuracy": 0.977}, None, None, 0.976, 0.98)
-    assert rows[0][4] == "reproduced"
-    rows = rp.claims_rows(EP, {**EQS, "test_accuracy": 0.95}, None, None, 0.976, 0.98)
-    assert rows[0][4].startswith("not reproduced") and rows[1][4].startswith("gap larger")
+def test_claims_read_intervals():
+    rows = rp.claims_rows(aggregate([0.975, 0.977, 0.976], [0.981, 0.982, 0.980], raw=[0.97, 0.971, 0.972]),
+                          None, None, paper_eqspike=0.976, paper_rate=0.98)
+    c1, c1_raw, c2, gap = rows
+    assert c1[2].startswith("97.60 % +- 0.10 (95 % CI 97.35-97.85 %, 3 seeds)")
+    assert c1[4].startswith("reproduced (the paper's 97.6 % is inside the interval)")
+    assert c1_raw[2].startswith("97.10 %")
+    assert c2[4].startswith("reproduced")
+    assert gap[4].startswith("similar") and "0.50 points" in gap[2]
+    rows = rp.claims_rows(aggregate([0.960, 0.961, 0.962], [0.98, 0.981, 0.982]), None, None, 0.976, 0.98)
+    assert rows[0][4].startswith("below the paper") and not rows[2][4].startswith("similar")
 
 
 def test_comparison_is_sorted_and_marks_ours():
@@ -50,7 +61,7 @@ def test_energy_and_stdp_rows():
                                    "training": {"pair": "g / n", "ratio": 50.0}}}
     stdp = {"groups": {"input synapses": {"tau_plus_ms": 3.0, "tau_minus_ms": 4.0, "area_ratio": 0.9,
                                           "verdict": "STDP-like"}}}
-    rows = rp.claims_rows(None, None, energy, stdp, 0.976, 0.98)
+    rows = rp.claims_rows(None, energy, stdp, 0.976, 0.98)
     assert rows[0][1] == "1,000x" and rows[0][2].startswith("2,000x")
     assert rows[2][4] == "STDP-like"
     json.dumps(rows)

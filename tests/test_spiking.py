@@ -230,9 +230,9 @@ def test_learning_improves_a_toy_problem(model, engine):
     dyn = make_dyn(T=20, K=10, beta=0.5, eval_avg_steps=5, engine=engine,
                            neuron=NeuronModel(model=model, threshold=1.0, tau_syn_steps=3.0, leak=1.0))
     rng = sp.make_rng(np, 0)
-    acc0, _ = sp.evaluate(params, x, y, dyn, rng=rng)
+    acc0 = sp.evaluate(params, x, y, dyn, rng=rng)["accuracy"]
     for _ in range(15):
         for i in range(0, 200, 10):
             sp.train_batch(params, x[i:i + 10], np.eye(10)[y[i:i + 10]], dyn, [0.3, 0.15], rng=rng)
-    acc1, _ = sp.evaluate(params, x, y, dyn, rng=rng)
+    acc1 = sp.evaluate(params, x, y, dyn, rng=rng)["accuracy"]
     assert acc1 > max(0.6, acc0 + 0.3), (acc0, acc1)

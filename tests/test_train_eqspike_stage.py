@@ -19,19 +19,16 @@ def tiny(tmp_path, mnist_like_dir, epochs, *extra):
         *data, "eqspike.sizes=[784,16,10]", f"eqspike.epochs={epochs}", "eqspike.T=8", "eqspike.K=4",
         "eqspike.eval_avg_steps=2", "eqspike.batch_size=20", "eqspike.eval_batch_size=50",
         "eqspike.lr=[0.2,0.1]", "eqspike.ema_decay=0.9",
-        f"eqspike.out.weights={out / 'w.npz'}", f"eqspike.out.checkpoint={tmp_path / 'ck.npz'}",
-        f"eqspike.out.metrics={out / 'm.json'}", f"eqspike.out.events={out / 'events.json'}",
-        f"eqspike.out.curve_csv={out / 'c.csv'}", f"eqspike.out.curve_png={out / 'c.png'}",
-        f"eqspike.out.raster_png={out / 'r.png'}", *extra,
+        f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={tmp_path / 'ck'}", f"eqspike.out.runs={out / 'runs'}", *extra,
     ]
 
 
 def test_outputs_counters_and_raster(tmp_path, mnist_like_dir, mlflow_store):
     assert main(tiny(tmp_path, mnist_like_dir, 2)) == 0
     out = tmp_path / "out"
-    metrics = json.loads((out / "m.json").read_text())
+    metrics = json.loads((out / "runs" / "seed0" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and "test_accuracy_raw" in metrics
-    events = json.loads((out / "events.json").read_text())
+    events = json.loads((out / "runs" / "seed0" / "events.json").read_text())
     train = {".".join(k): v for k, v in ev.from_json(events["per_example"]["train"]).items()}
     infer = {".".join(k): v for k, v in ev.from_json(events["per_example"]["inference"]).items()}
     # per example: T free steps; symmetric nudging: two nudged phases of K steps each
@@ -42,8 +39,8 @@ def test_outputs_counters_and_raster(tmp_path, mnist_like_dir, mlflow_store):
     assert infer["inference.input.synaptic_events"] == pytest.approx(16 * infer["inference.input.spikes"])
     assert train["nudged.input.weight_updates"] > 0 and "free.input.weight_updates" not in train
     assert metrics["spikes_per_inference"] > 0
-    for name in ("c.png", "r.png"):
-        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    for name in ("curve.png", "raster.png"):
+        assert (out / "runs" / "seed0" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("neuron", ["sigma_delta", "bernoulli"])
@@ -52,15 +49,15 @@ def test_resume_gives_the_same_weights(tmp_path, mnist_like_dir, mlflow_store, n
     assert main(tiny(tmp_path / "full", mnist_like_dir, 2, *n)) == 0
     assert main(tiny(tmp_path / "part", mnist_like_dir, 1, *n)) == 0
     assert main(tiny(tmp_path / "part", mnist_like_dir, 2, *n)) == 0
-    a, _ = load_weights(tmp_path / "full" / "out" / "w.npz")
-    b, _ = load_weights(tmp_path / "part" / "out" / "w.npz")
+    a, _ = load_weights(tmp_path / "full" / "out" / "models" / "seed0.npz")
+    b, _ = load_weights(tmp_path / "part" / "out" / "models" / "seed0.npz")
     for x, y in zip(a.W + a.b, b.W + b.b):
         np.testing.assert_array_equal(x, y)
 
 
 def test_one_sided_counts_free_phase_updates(tmp_path, mnist_like_dir, mlflow_store):
     assert main(tiny(tmp_path, mnist_like_dir, 1, "eqspike.nudge=one_sided", "eqspike.pre_factor=trace")) == 0
-    events = json.loads((tmp_path / "out" / "events.json").read_text())
+    events = json.loads((tmp_path / "out" / "runs" / "seed0" / "events.json").read_text())
     assert events["per_example"]["train"]["free"]["input"]["weight_updates"] > 0
     assert events["nudged_phases"] == 1
 

@@ -17,11 +17,7 @@ def tiny(tmp_path, mnist_like_dir, epochs, **extra):
     overrides = [
         *data, "ep.sizes=[784,16,10]", f"ep.epochs={epochs}", "ep.T=6", "ep.K=3",
         "ep.batch_size=10", "ep.eval_batch_size=50", "ep.lr=[0.1,0.05]",
-        f"ep.out.weights={tmp_path / 'out' / 'w.npz'}",
-        f"ep.out.checkpoint={tmp_path / 'ckpt' / 'c.npz'}",
-        f"ep.out.metrics={tmp_path / 'out' / 'm.json'}",
-        f"ep.out.curve_csv={tmp_path / 'out' / 'c.csv'}",
-        f"ep.out.curve_png={tmp_path / 'out' / 'c.png'}",
+        f"ep.out.models={tmp_path / 'out' / 'models'}", f"ep.out.checkpoints={tmp_path / 'ckpt' / 'ck'}", f"ep.out.runs={tmp_path / 'out' / 'runs'}",
     ]
     return overrides + [f"{k}={v}" for k, v in extra.items()]
 
@@ -29,14 +25,14 @@ def tiny(tmp_path, mnist_like_dir, epochs, **extra):
 def test_outputs_and_tracking(tmp_path, mnist_like_dir, mlflow_store):
     assert main(tiny(tmp_path, mnist_like_dir, 2)) == 0
     out = tmp_path / "out"
-    metrics = json.loads((out / "m.json").read_text())
+    metrics = json.loads((out / "runs" / "seed0" / "metrics.json").read_text())
     assert metrics["epochs"] == 2
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and 0.0 <= metrics["train_accuracy"] <= 1.0
     assert metrics["seconds_per_epoch"] > 0
-    rows = list(csv.DictReader((out / "c.csv").open()))
+    rows = list(csv.DictReader((out / "runs" / "seed0" / "curve.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert (out / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    params, _ = load_weights(out / "w.npz")
+    assert (out / "runs" / "seed0" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    params, _ = load_weights(out / "models" / "seed0.npz")
     assert [w.shape for w in params.W] == [(784, 16), (16, 10)]
     (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert run.info.status == "FINISHED"
@@ -46,7 +42,7 @@ def test_outputs_and_tracking(tmp_path, mnist_like_dir, mlflow_store):
 
 def test_toy_problem_is_learned(tmp_path, mnist_like_dir, mlflow_store):
     assert main(tiny(tmp_path, mnist_like_dir, 8)) == 0
-    metrics = json.loads((tmp_path / "out" / "m.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "runs" / "seed0" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5  # chance is 0.1
 
 
@@ -57,11 +53,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, mnist_like_dir, m
     assert main(tiny(part, mnist_like_dir, 1)) == 0
     assert main(tiny(part, mnist_like_dir, 3)) == 0
     assert "resuming from" in capsys.readouterr().out
-    a, _ = load_weights(full / "out" / "w.npz")
-    b, _ = load_weights(part / "out" / "w.npz")
+    a, _ = load_weights(full / "out" / "models" / "seed0.npz")
+    b, _ = load_weights(part / "out" / "models" / "seed0.npz")
     for x, y in zip(a.W + a.b, b.W + b.b):
         np.testing.assert_array_equal(x, y)
-    curve = list(csv.DictReader((part / "out" / "c.csv").open()))
+    curve = list(csv.DictReader((part / "out" / "runs" / "seed0" / "curve.csv").open()))
     assert [int(r["epoch"]) for r in curve] == [1, 2, 3]
 
 
@@ -77,4 +73,4 @@ def test_divergence_stops_with_a_failed_run(tmp_path, mnist_like_dir, mlflow_sto
     assert "diverged" in capsys.readouterr().err
     (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert run.info.status == "FAILED"
-    assert not (tmp_path / "out" / "m.json").exists()
+    assert not (tmp_path / "out" / "runs" / "seed0" / "metrics.json").exists()

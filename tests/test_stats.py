@@ -1,0 +1,61 @@
+"""Statistics over seeds and the verdicts that read them, on data with a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline import stats
+
+
+def test_summary_matches_the_textbook_interval():
+    # n = 5, mean 0.976, std 0.001: t(0.975, 4) = 2.7764451
+    values = [0.975, 0.9765, 0.976, 0.9775, 0.9750]
+    s = stats.summary(values)
+    assert s["n"] == 5 and s["mean"] == pytest.approx(np.mean(values))
+    assert s["std"] == pytest.approx(np.std(values, ddof=1))
+    assert s["half_width"] == pytest.approx(2.7764451 * s["std"] / math.sqrt(5), rel=1e-6)
+
+
+def test_interval_covers_the_mean_at_its_nominal_rate():
+    """Positive control: 2000 experiments of 5 draws from N(0.976, 0.002); the 95 % interval
+    contains the true mean about 95 % of the time."""
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        s = stats.summary(list(rng.normal(0.976, 0.002, 5)))
+        covered += s["ci_low"] <= 0.976 <= s["ci_high"]
+    assert 0.93 < covered / 2000 < 0.97
+
+
+@pytest.mark.parametrize("values,verdict", [
+    ([0.975, 0.976, 0.977], "reproduced (the paper's 97.6 % is inside"),   # paper inside
+    ([0.980, 0.981, 0.982], "reproduced (the paper's 97.6 % is below"),    # paper below the interval
+    ([0.970, 0.971, 0.972], "below the paper (the whole interval"),        # whole interval under
+    ([0.977], "one seed, no interval: at or above"),
+])
+def test_verdict_reads_the_interval(values, verdict):
+    assert stats.verdict_vs_paper(stats.summary(values), 0.976).startswith(verdict)
+
+
+def test_difference_is_welch():
+    a, b = [0.981, 0.982, 0.980, 0.983], [0.976, 0.975, 0.977]
+    d = stats.difference(a, b)
+    assert d["mean"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert d["ci_low"] < d["mean"] < d["ci_high"] and d["ci_low"] > 0  # clearly different
+    same = stats.difference([0.976, 0.977, 0.975], [0.977, 0.975, 0.976])
+    assert same["ci_low"] < 0 < same["ci_high"]  # negative control: no difference
+
+
+@pytest.mark.parametrize("dataset,n,sizes,reason", [
+    ("mnist", 60000, [784, 512, 10], None),
+    ("fashion-mnist", 60000, [784, 512, 10], "no verdict: the paper's claims are about MNIST"),
+    ("mnist", 2000, [784, 512, 10], "no verdict: trained on 2000 of the 60000"),
+    ("mnist", 50000, [784, 512, 10], "no verdict: trained on 50000"),
+    ("mnist", 60000, [784, 16, 10], "no verdict: network [784, 16, 10]"),
+])
+def test_verdicts_only_for_runs_comparable_to_the_paper(dataset, n, sizes, reason):
+    got = stats.comparable(dataset, n, 60000, sizes)
+    assert got == reason if reason is None else got.startswith(reason)
