@@ -193,6 +193,22 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
            pct(r.get("test_accuracy_spike_count")), pct(r.get("test_accuracy_spike_count_raw")),
            f"{r['seconds_per_epoch']:.1f}"]
           for model in ("eqspike", "ep") for r in agg["per_seed"][model]]),
+        ("h", 2, "Is the spike-driven update unbiased?"),
+        ("p", "On one training batch, EqSpike's weight change averaged over R spike realisations (random "
+              "initial phases of the sigma-delta accumulators) against rate-based EP's weight change with the "
+              "same T, K, beta and nudging, and against minus the gradient of 1/2 ||y - s_L||^2 "
+              "(backpropagation through the free phase): cosine per layer. The same-step term is what "
+              "pairing ds[t] with the spike of the same step instead of the previous one changes, relative "
+              "to the update."),
+        ("img", fig["bias"], "cosine with rate EP against the number of realisations"),
+        ("table", ["weights, beta", "layer", "one realisation vs rate EP",
+                   f"{max(facts['bias']['realisations'])} realisations vs rate EP",
+                   "... vs the gradient", "rate EP vs the gradient", "same-step term (relative)"],
+         [[name, f"W{l}", f"{res['single_realisation_vs_rate'][l]['cosine']:.3f}",
+           f"{res['by_realisations'][str(max(facts['bias']['realisations']))]['vs_rate'][l]['cosine']:.3f}",
+           f"{res['by_realisations'][str(max(facts['bias']['realisations']))]['vs_gradient'][l]['cosine']:.3f}",
+           f"{res['rate_vs_gradient'][l]['cosine']:.3f}", f"{res['same_step_term_relative'][l]:.2f}"]
+          for name, res in facts["bias"]["results"].items() for l in range(len(res["rate_vs_gradient"]))]),
         ("h", 2, "C3: MNIST results of spiking networks and of rate-based EP"),
         ("table", ["method", "learning", "network", "MNIST test accuracy", "source"],
          comparison_rows(published, ours)),

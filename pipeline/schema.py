@@ -301,6 +301,24 @@ class AggregateCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BiasOutCfg:
+    metrics: str = opt("metrics/bias.json")
+    detail: str = opt("results/bias.json")
+    figure_png: str = opt("plots/bias.png")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BiasCfg:
+    """Bias check of the spike-driven rule against rate-based EP and the gradient."""
+
+    batch_size: int = req(ge=1)
+    betas: list[float] = req(min_len=1, gt=0)
+    realisations: list[int] = req(min_len=1, ge=1)
+    seed: int = req(ge=0)
+    out: BiasOutCfg = opt(BiasOutCfg())
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReportOutCfg:
     markdown: str = opt("report/REPORT.md")
     html: str = opt("report/REPORT.html")
@@ -386,6 +404,7 @@ class Config:
     energy: EnergyCfg | None = opt(None)
     report: ReportCfg = opt(ReportCfg())
     aggregate: AggregateCfg = opt(AggregateCfg())
+    bias: BiasCfg = req()
 
     def check(self, path: str) -> None:
         for key in ("ep", "eqspike"):

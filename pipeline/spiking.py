@@ -340,16 +340,19 @@ def make_engine(params: Params, x, steps: int, dyn: SpikeDynamics, rng=None):
 
 
 def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[float], sign: float = 1.0,
-                rng=None, counts: Counts | None = None):
+                rng=None, counts: Counts | None = None, engine=None, rule=None):
     """One EqSpike learning step on a batch; returns the output state after the free phase.
 
     Symmetric: T free steps, then K steps at +beta and K steps at -beta from the same free state,
     ``spike_rule(+, -)`` with scale eta / (2 beta B). One-sided: the rule over the K nudged steps
-    minus the rule over the last K free steps, scale eta / (beta B)."""
+    minus the rule over the last K free steps, scale eta / (beta B). ``engine`` (a factory like
+    ``make_engine``) and ``rule`` (like ``spike_rule``) replace the defaults for analyses
+    (``pipeline/bias.py``)."""
     counts = Counts() if counts is None else counts
+    rule = spike_rule if rule is None else rule
     B = x.shape[0]
     sizes = sizes_of(params)
-    eng = make_engine(params, x, dyn.T + dyn.K, dyn, rng)
+    eng = (make_engine if engine is None else engine)(params, x, dyn.T + dyn.K, dyn, rng)
     beta = dyn.beta * sign
 
     def phase(name, state, start, steps, **kw):
@@ -362,14 +365,14 @@ def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[fl
         free, _ = phase("free", state, 0, dyn.T)
         _, pos = phase("nudged", free, dyn.T, dyn.K, target=y_onehot, beta=beta, record=True)
         _, neg = phase("nudged", free, dyn.T, dyn.K, target=y_onehot, beta=-beta, record=True)
-        spike_rule(params, pos, neg, [eta / (2.0 * beta * B) for eta in lr], eng.active)
+        rule(params, pos, neg, [eta / (2.0 * beta * B) for eta in lr], eng.active)
         return eng.output(free)
     # one-sided: subtract the rule measured over the last K free steps (same rate of change)
     window = min(dyn.K, dyn.T)
     state, _ = phase("free", state, 0, dyn.T - window)
     free, ref = phase("free", state, dyn.T - window, window, record=True)
     _, nudged = phase("nudged", free, dyn.T, dyn.K, target=y_onehot, beta=beta, record=True)
-    spike_rule(params, nudged, ref, [eta / (beta * B) for eta in lr], eng.active, minus_weight=dyn.K / window)
+    rule(params, nudged, ref, [eta / (beta * B) for eta in lr], eng.active, minus_weight=dyn.K / window)
     return eng.output(free)
 
 

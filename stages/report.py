@@ -27,7 +27,7 @@ from stages.common import (
     stage_main,
 )
 
-STAGES = ["fetch_data", "train_ep", "train_eqspike", "aggregate", "stdp", "energy"]
+STAGES = ["fetch_data", "train_ep", "train_eqspike", "aggregate", "bias", "stdp", "energy"]
 
 
 def read_json(path, stage: str) -> dict:
@@ -58,6 +58,7 @@ def worker(cfg: Config, run: Run) -> None:
     ep = read_json(ep_run.metrics, "train_ep")
     eqs = read_json(eq_run.metrics, "train_eqspike")
     agg = read_json(cfg.aggregate.out.detail, "aggregate")
+    bias = read_json(cfg.bias.out.detail, "bias")
     stdp = read_json(cfg.stdp.out.detail, "stdp")
     energy = read_json(cfg.energy.out.detail, "energy")
     runs = stage_runs(cfg)
@@ -71,8 +72,10 @@ def worker(cfg: Config, run: Run) -> None:
         "paper_rate_accuracy": cfg.report.paper_rate_accuracy,
         "published": [to_dict(r) for r in cfg.report.published],
         "aggregate": agg,
+        "bias": bias,
         "figures": {"ep_curve": rel(ep_run.curve_png), "eqspike_curve": rel(eq_run.curve_png),
                     "raster": rel(eq_run.raster_png), "stdp": rel(cfg.stdp.out.figure_png),
+                    "bias": rel(cfg.bias.out.figure_png),
                     "energy": rel(cfg.energy.out.chart_png)},
         "runs": runs, "commit": _git("rev-parse", "HEAD"),
         "dvc_experiment": os.environ.get("DVC_EXP_NAME", "(workspace run, not a named experiment)"),

@@ -1,0 +1,73 @@
+"""The bias check of the spike-driven rule: its gradient is right, and its measurement can tell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import bias, spiking
+from pipeline.network import copy_params, init_params
+from pipeline.neuron import NeuronModel, rho
+
+
+def loss(params, x, y, T):
+    W, b = params
+    s = [np.zeros((x.shape[0], w.shape[1])) for w in W]
+    for _ in range(T):
+        v0 = x @ W[0] + b[0] + s[1] @ W[1].T
+        v1 = s[0] @ W[1] + b[1]
+        s = [rho(v0), rho(v1)]
+    return 0.5 * ((y - s[1]) ** 2).sum()
+
+
+def test_bptt_gradient_matches_finite_differences():
+    params = init_params([5, 4, 3], seed=1, dtype="float64")
+    params.W[0][:] *= 3
+    x = np.random.default_rng(0).random((2, 5))
+    y = np.eye(3)[[0, 2]]
+    grad = bias.bptt_gradient(params, x, y, 7)
+    eps = 1e-6
+    for l in range(2):
+        num = np.zeros_like(params.W[l])
+        for i in range(num.shape[0]):
+            for j in range(num.shape[1]):
+                q = copy_params(params)
+                q.W[l][i, j] += eps
+                up = loss(q, x, y, 7)
+                q.W[l][i, j] -= 2 * eps
+                num[i, j] = (up - loss(q, x, y, 7)) / (2 * eps)
+        np.testing.assert_allclose(grad[l], num, rtol=1e-5, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def small_check():
+    rng = np.random.default_rng(3)
+    x = rng.random((8, 49))
+    x[x < 0.4] = 0.0
+    y = np.eye(10)[rng.integers(0, 10, 8)]
+    params = init_params([49, 32, 10], seed=0, dtype="float64")
+    dyn = spiking.SpikeDynamics(T=40, K=20, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+                                eval_avg_steps=1, engine="array",
+                                neuron=NeuronModel("sigma_delta", 1.0, 5.0, 1.0))
+    return bias.check(params, x, y, dyn, [0.1, 0.05], [1, 32], seed=0)
+
+
+def test_averaging_realisations_approaches_rate_ep(small_check):
+    """At initialisation the average over 32 realisations points much closer to rate EP's update
+    than one realisation does, and rate EP points along the gradient. Measured on this 49-32-10
+    network with four seeds (weights, data and phases): one realisation 0.46-0.77, 32
+    realisations 0.81-0.92 (both layers), rate EP vs the gradient 0.89-0.95. The bounds below sit
+    under those ranges: a biased or broken rule (or averaging) falls through them."""
+    res = small_check
+    for layer in (0, 1):
+        one = res["single_realisation_vs_rate"][layer]["cosine"]
+        many = res["by_realisations"][32]["vs_rate"][layer]["cosine"]
+        assert many > 0.75 and many > one + 0.05, (layer, one, many)
+    assert all(c["cosine"] > 0.85 for c in res["rate_vs_gradient"])
+
+
+def test_negative_control_a_random_update_is_not_close(small_check):
+    rng = np.random.default_rng(1)
+    rate_like = [rng.normal(size=(49, 32)), rng.normal(size=(32, 10))]
+    other = [rng.normal(size=(49, 32)), rng.normal(size=(32, 10))]
+    assert all(abs(c["cosine"]) < 0.2 for c in bias.compare(other, rate_like))
