@@ -6,6 +6,7 @@ import json
 
 from pipeline import report as rp
 
+
 def aggregate(eq: list[float], ep: list[float], raw: list[float] | None = None) -> dict:
     from pipeline import stats
 
