@@ -59,3 +59,34 @@ def test_difference_is_welch():
 def test_verdicts_only_for_runs_comparable_to_the_paper(dataset, n, sizes, reason):
     got = stats.comparable(dataset, n, 60000, sizes)
     assert got == reason if reason is None else got.startswith(reason)
+
+
+def test_aggregate_stage_reads_every_seed_and_declares_what_it_reads(tmp_path, mlflow_store, monkeypatch):
+    """The aggregate stage on per-seed metrics with a known answer; every config key it reads
+    is declared in dvc.yaml (the recorder of tests/test_dvc_params.py)."""
+    import json
+
+    from tests.test_dvc_params import run_stage, undeclared
+
+    acc = {"ep": [0.981, 0.982, 0.980], "eqspike": [0.977, 0.978, 0.976]}
+    for model, values in acc.items():
+        for seed, a in enumerate(values):
+            d = tmp_path / "runs" / model / f"seed{seed}"
+            d.mkdir(parents=True)
+            m = {"seed": seed, "n_train": 60000, "test_accuracy": a, "seconds_per_epoch": 1.0}
+            if model == "eqspike":
+                m.update(test_accuracy_raw=a - 0.002, test_accuracy_spike_count=a - 0.001,
+                         test_accuracy_spike_count_raw=a - 0.003)
+            (d / "metrics.json").write_text(json.dumps(m))
+    read = run_stage(monkeypatch, "aggregate", [
+        "runtime.seeds=[0,1,2]", f"ep.out.runs={tmp_path / 'runs' / 'ep'}",
+        f"eqspike.out.runs={tmp_path / 'runs' / 'eqspike'}", f"aggregate.out.metrics={tmp_path / 'a.json'}",
+        f"aggregate.out.detail={tmp_path / 'ad.json'}"])
+    assert undeclared("aggregate", read) == []
+    flat = json.loads((tmp_path / "a.json").read_text())
+    assert flat["eqspike.test_accuracy.mean"] == pytest.approx(0.977)
+    assert flat["ep.test_accuracy.std"] == pytest.approx(0.001)
+    detail = json.loads((tmp_path / "ad.json").read_text())
+    assert detail["verdicts"]["C1 EqSpike (averaged weights)"].startswith("reproduced")
+    assert detail["verdicts"]["C1 EqSpike (raw weights)"].startswith("reproduced")
+    assert detail["gap_ep_minus_eqspike"]["mean"] == pytest.approx(0.004)
