@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -153,7 +152,8 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
                 if in_mode == 2:
                     _copy(v[:hi], D[t])
                 else:
-                    _diff(v[:hi], c, -bias[:hi])
+                    _copy(v[:hi], c)
+                    _add_row(v[:hi], bias[:hi])
             else:
                 _from_below(v[lo:hi], r[off[m - 1]:lo], WT[m - 1], bias[lo:hi])
             if m + 1 < L:
@@ -400,9 +400,10 @@ class CompiledEngine:
             per_pixel = max(1, int(np.ceil(float(q.max(initial=0.0)))))
             self.kf = np.arange(steps + 1, dtype=x.dtype)
             self.ev_idx = np.empty((steps, self.B, max(1, int(per_example.max(initial=1)) * per_pixel)), np.int32)
-            sigma_delta_events(nz_ptr, cols.astype(np.int32), q, self.kf, steps, self.ev_idx, self.ev_cnt, self.ev_n)
+            pixels = cols.astype(np.int32)
+            sigma_delta_events(nz_ptr, pixels, q, self.kf, steps, self.ev_idx, self.ev_cnt, self.ev_n)
             self.base = np.empty((self.B, self.sizes[0]), x.dtype)
-            complement_base(self.W0, nz_ptr, cols.astype(np.int32), q, self.base)
+            complement_base(self.W0, nz_ptr, pixels, q, self.base)
             order = np.argsort(cols, kind="stable")  # pixel-major, for the input rule
             self.pix_ptr = np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=x.shape[1]))]).astype(np.int64)
             self.pix_b, self.pix_q = rows[order].astype(np.int32), q[order]
@@ -480,6 +481,3 @@ class CompiledEngine:
         return PhaseResult((s, a, r, c), window, input_spikes, layer_spikes, out_sum if prediction else None,
                            out_spk if prediction else None)
 
-
-def threads() -> int:
-    return numba.get_num_threads()

@@ -272,9 +272,10 @@ def step(params: Params, state: Sequence[Layer], drive, dyn: SpikeDynamics, targ
 class ArrayEngine:
     """``prepare`` once per batch, then ``run_phase`` per phase (see ``train_batch``)."""
 
-    def __init__(self, params: Params, x, steps: int, dyn: SpikeDynamics, rng=None):
+    def __init__(self, params: Params, x, steps: int, dyn: SpikeDynamics, rng=None, all_pixels: bool = False):
+        """``all_pixels``: keep the pixels silent in the whole batch too (observers see them)."""
         self.params, self.dyn, self.rng = params, dyn, rng
-        self.active = active_inputs(x)
+        self.active = array_module(x).arange(x.shape[1]) if all_pixels else active_inputs(x)
         self.spikes_in, self.traces_in = encode_input(x[:, self.active], steps, dyn.neuron, rng)
         self.drive = input_drive(params, self.traces_in, self.active)
         self.B = x.shape[0]
@@ -433,12 +434,7 @@ def simulate_learning(params: Params, x, y_onehot, dyn: SpikeDynamics, rng=None,
     """The phases of one learning step (free, then the nudged phase(s) from the free state), with
     ``observer`` seeing every step and the phase it belongs to, and no weight change: for
     rasters and the STDP recorder (array engine). ``observer(phase, t, spikes_in_t, spikes, old, new)``."""
-    xp = array_module(x)
-    eng = ArrayEngine(params, x, dyn.T + dyn.K, dyn, rng)
-    # every pixel, silent ones included, so observers see the whole input layer
-    eng.active = xp.arange(x.shape[1])
-    eng.spikes_in, eng.traces_in = encode_input(x, dyn.T + dyn.K, dyn.neuron, rng)
-    eng.drive = input_drive(params, eng.traces_in, eng.active)
+    eng = ArrayEngine(params, x, dyn.T + dyn.K, dyn, rng, all_pixels=True)
 
     def seen_as(phase):
         return None if observer is None else (lambda *step: observer(phase, *step))
