@@ -252,6 +252,22 @@ class EqSpikeCfg(TrainingCfg):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LeakyOutCfg:
+    models: str = opt("models/eqspike_leaky")
+    checkpoints: str = opt("checkpoints/eqspike_leaky")
+    runs: str = opt("runs/eqspike_leaky")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeakyCfg:
+    """The leaky EqSpike variant (claim C5): EqSpike's config and neuron with these replaced."""
+
+    leak: float = req(gt=0, lt=1)  # g of the state update; membrane time constant -1 / ln(1 - g)
+    pre_factor: str = req(choices=("spike", "trace"))
+    out: LeakyOutCfg = opt(LeakyOutCfg())
+
+
+@dataclass(frozen=True, kw_only=True)
 class StdpOutCfg:
     metrics: str = opt("metrics/stdp.json")  # flat numbers (dvc metrics, dvc exp show)
     detail: str = opt("results/stdp.json")  # everything: verdicts, fits, pairing windows
@@ -263,15 +279,19 @@ class StdpOutCfg:
 class StdpCfg:
     """STDP measurement (claim C5)."""
 
-    weights: str | None = opt(None)  # None: the trained EqSpike weights of runtime.seed
-    n_examples: int = opt(200, ge=1)
-    synapses_per_layer: int = opt(200, ge=1)
-    max_dt_steps: int = opt(15, ge=2)
-    step_ms: float = opt(1.0, gt=0)  # how long one time step lasts, to compare with biology
-    seed: int = opt(0, ge=0)
-    pairing_leak: float | None = opt(None, gt=0, le=1)  # None: neuron.leak
-    pairing_weight: float = opt(0.5)
-    pairing_pulse: float = opt(2.0, gt=0)
+    n_examples: int = req(ge=2)
+    synapses_per_layer: int = req(ge=1)
+    max_dt_steps: int = req(ge=2)
+    step_ms: float = req(gt=0)  # how long one time step lasts, to compare with biology
+    seed: int = req(ge=0)
+    control: str = req(choices=("shift", "other_example"))  # shuffle control (pipeline/stdp.py)
+    bootstrap: int = req(ge=20)  # resamples of the examples for the intervals
+    rate_strata: int = req(ge=1)  # post firing-rate strata (quantiles) of the net window
+    pairing_weight: float = req()
+    pairing_pulse: float = req(gt=0)  # injected current that makes a neuron cross threshold
+    pairing_pulse_steps: int = req(ge=1)
+    pairing_rest: float = req()  # resting input current (the neurons are silent at rest)
+    control_tau_m: float = req(gt=0)  # the synthetic controls' post-state time constant (steps)
     out: StdpOutCfg = opt(StdpOutCfg())
 
 
@@ -400,7 +420,8 @@ class Config:
     ep: EPCfg = req()
     neuron: NeuronCfg = req()
     eqspike: EqSpikeCfg = req()
-    stdp: StdpCfg = opt(StdpCfg())
+    leaky: LeakyCfg = req()
+    stdp: StdpCfg = req()
     energy: EnergyCfg | None = opt(None)
     report: ReportCfg = opt(ReportCfg())
     aggregate: AggregateCfg = opt(AggregateCfg())

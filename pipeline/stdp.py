@@ -1,35 +1,49 @@
-"""STDP emergence (claim C5): EqSpike's spike-triggered weight updates
-against the spike-timing difference dt = t_post - t_pre.
+"""STDP emergence (claim C5): EqSpike's spike-triggered weight updates against the spike-timing
+difference dt = t_post - t_pre, measured so that the measurement could show a window, with
+controls that say whether it can.
 
-In the network. ``Recorder`` observes the very step function the training uses
-(``spiking.simulate_learning``) and keeps, for a sample of synapses of every layer, the spikes
-and state changes of their two neurons. Each spike-triggered update of the rule
-(README, "The model": the rule) during a nudged phase becomes one event:
+Terms. During a nudged phase (``+beta`` or ``-beta``; scale c = 1 / (2 beta) for symmetric
+nudging, 1 / beta one-sided) each presynaptic spike of j at t contributes to w_ij
 
-    presynaptic spike of j at t:   dw = c S_j[t] ds_i[t],  dt = (nearest spike of i) - t
-    postsynaptic spike of i at t:  dw = c S_i[t] ds_j[t],  dt = t - (nearest spike of j)
-    (input synapses have the first kind only: an input's state does not change)
+    spike   c S_j[t] ds_i[t]                                  (the pre -> post term, spike factor)
+    trace   c S_j[t] e_i[t],  e_i[t] = alpha sum_k (1 - alpha)^k ds_i[t + k]   (the spike opens an
+            eligibility window; summed over the spikes this is exactly the rule with the
+            presynaptic trace r_j as pre factor, up to the trace carried into the phase)
 
-with c = +-1 / (2 beta) for the +beta / -beta phase of symmetric nudging (1 / beta one-sided),
-i.e. dw is the event's contribution to the update per unit learning rate. "Nearest" searches the
-free phase and the event's own nudged phase, within ``max_dt`` steps.
+and, for a hidden synapse, the rule the network applies adds the post -> pre term c S_i[t] ds_j[t]
+(``applied``). Every trigger is paired with *every* partner spike within +-W steps (free phase and
+the trigger's own nudged phase), not only the nearest one.
 
-Pairing protocol. One synapse, two neurons following the neuron model's state equation
-s[t+1] = s[t] + g (rho(I[t]) - s[t]); a current pulse one step before each imposed spike raises
-the neuron's state, as the rising state is what makes a neuron spike; the postsynaptic neuron
-also receives w times the presynaptic trace. The rule applied to the imposed pair gives the
-rule's own window, beside the in-network one.
+Per-bin mean and its control. For each bin dt, the mean of the trigger's dw over all pairs at
+that dt; the shuffle control computes the same with the partner spikes circularly shifted in time
+by half the recorded history (same neuron, example and rate: timing destroyed; ``shift``, the
+default) or taken from another example (b + 1 of the same batch; ``other_example``: this one
+also changes the partner's rate, and a dw that depends on the neuron's own rate then shows as a
+flat offset); the window is the difference. The +beta and -beta phases are windows of their
+own (no sign flip); their difference is the ``net`` window (what learning keeps). Intervals:
+bootstrap over examples (the per-example sums are resampled together for real and control).
 
-Fit (Song, Miller & Abbott 2000): dw = A+ exp(-dt / tau+) for dt > 0, -A- exp(dt / tau-) for
-dt < 0, by least squares on the binned means weighted by their standard errors; parameter
-uncertainties from the covariance. Theory (Bengio et al. 2015-2017): presynaptic activity times
-the rate of change of the postsynaptic activity, an antisymmetric window with equal areas.
+Verdict (``verdict``): "STDP-like" only when, after the control, the dt > 0 lobe (sum of the
+bins dt = 1..W) is positive and the dt < 0 lobe (dt = -W..-1) negative, both intervals excluding
+zero. Fit (Song, Miller & Abbott 2000): A+ exp(-dt / tau+) for dt > 0, -A- exp(dt / tau-) for
+dt < 0, weighted least squares, percentile intervals over the bootstrap.
+
+Controls. ``synthetic_recording``: a postsynaptic neuron whose state jumps at each of its own
+(random) spikes and relaxes with a known time constant tau_m, and independent Poisson presynaptic
+spikes, in the recorder's format. The trace term must recover the window theory predicts
+(tau+ = the trace's, tau- = tau_m, equal areas: ``theory_window``); with the post spikes
+independent of the state (``coupled=False``) the window must be flat.
+
+Pairing protocol (``pairing``): two leaky sigma-delta neurons at rest (silent), each made to
+spike by its own threshold crossing under an injected current pulse; one synapse; dt is the
+measured difference of the two spike times; dw summed until the traces have decayed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +53,8 @@ from pipeline.backend import to_host
 
 BI_POO_TAU_PLUS_MS = 16.8  # Bi & Poo 2001 fit, used by Pfister & Gerstner 2006
 BI_POO_TAU_MINUS_MS = 33.7
+TERMS = ("spike", "trace", "applied")
+PHASES = ("nudged+", "nudged-")
 
 
 def sample_synapses(sizes: Sequence[int], per_layer: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,11 +68,32 @@ def sample_synapses(sizes: Sequence[int], per_layer: int, seed: int) -> list[tup
     return out
 
 
-class Recorder:
-    """Observer of ``spiking.simulate_learning``: spikes and state changes of sampled neurons."""
+@dataclass
+class Recording:
+    """One nudged phase of one batch for one group of synapses (k of them), host arrays:
+    spikes over the history (free steps then the phase's steps) ``pre``/``post`` ``(H, B, k)``,
+    state changes over the phase's steps ``ds_pre``/``ds_post`` ``(P, B, k)`` (``ds_pre`` None for
+    input synapses), ``first`` = H - P, ``scale`` = c, ``alpha`` = 1 / tau_syn, ``examples`` the
+    global index of each example ``(B,)``."""
 
-    def __init__(self, synapses: list[tuple[np.ndarray, np.ndarray]], beta: float, symmetric: bool):
-        self.synapses = synapses
+    pre: np.ndarray
+    post: np.ndarray
+    ds_pre: np.ndarray | None
+    ds_post: np.ndarray
+    scale: float
+    alpha: float
+    examples: np.ndarray
+
+    @property
+    def first(self) -> int:
+        return self.pre.shape[0] - self.ds_post.shape[0]
+
+
+class Recorder:
+    """Observer of ``spiking.simulate_learning``: spikes and state changes of sampled synapses."""
+
+    def __init__(self, synapses: list[tuple[np.ndarray, np.ndarray]], beta: float, symmetric: bool, alpha: float):
+        self.synapses, self.alpha = synapses, alpha
         self.scale = 1.0 / (2.0 * beta) if symmetric else 1.0 / beta
         self.steps: dict[str, list] = {}
 
@@ -67,153 +104,356 @@ class Recorder:
         for l, (pre, post) in enumerate(self.synapses):
             keep.append((to_host(layers[l][:, pre]), to_host(layers[l + 1][:, post]),
                          None if l == 0 else to_host(ds[l][:, pre]), to_host(ds[l + 1][:, post])))
-        self.steps.setdefault(phase, []).append((t, keep))
+        self.steps.setdefault(phase, []).append(keep)
 
-    def events(self, max_dt: int) -> list[dict]:
-        """One record per spike-triggered update of a sampled synapse in a nudged phase."""
+    def recordings(self, examples: np.ndarray) -> dict[tuple[int, str], Recording]:
+        """``{(layer, phase): Recording}`` for every nudged phase seen."""
         free = self.steps.get("free", [])
-        out: list[dict] = []
+        out = {}
         for phase, steps in self.steps.items():
-            if not phase.startswith("nudged"):
+            if phase not in PHASES:
                 continue
-            sign = -1.0 if phase == "nudged-" else 1.0
-            history = free + steps
-            times = np.array([t for t, _ in history])
-            n_nudged = len(steps)
+            hist = free + steps
             for l in range(len(self.synapses)):
-                pre = np.stack([h[1][l][0] for h in history])  # (steps, B, k)
-                post = np.stack([h[1][l][1] for h in history])
-                ds_post = np.stack([h[1][l][3] for h in steps])  # nudged steps only
-                ds_pre = None if l == 0 else np.stack([h[1][l][2] for h in steps])
-                first = len(history) - n_nudged
-                events = _pair_events(l, pre, post, ds_pre, ds_post, times, first, sign * self.scale, max_dt)
-                out.extend({**e, "phase": phase} for e in events)
+                out[(l, phase)] = Recording(
+                    pre=np.stack([h[l][0] for h in hist]), post=np.stack([h[l][1] for h in hist]),
+                    ds_pre=None if l == 0 else np.stack([h[l][2] for h in steps]),
+                    ds_post=np.stack([h[l][3] for h in steps]),
+                    scale=self.scale, alpha=self.alpha, examples=np.asarray(examples))
         return out
 
 
-def _nearest(spike_times: np.ndarray, t: int) -> int | None:
-    if spike_times.size == 0:
-        return None
-    k = np.searchsorted(spike_times, t)
-    best = [spike_times[i] for i in (k - 1, k) if 0 <= i < spike_times.size]
-    return int(min(best, key=lambda s: (abs(s - t), s)))
+def eligibility(ds: np.ndarray, alpha: float) -> np.ndarray:
+    """e[t] = alpha sum_{k >= 0} (1 - alpha)^k ds[t + k] within the phase (axis 0)."""
+    e = np.empty_like(ds, dtype=np.float64)
+    acc = np.zeros(ds.shape[1:])
+    for t in range(ds.shape[0] - 1, -1, -1):
+        acc = alpha * ds[t] + (1.0 - alpha) * acc
+        e[t] = acc
+    return e
 
 
-def _pair_events(layer, pre, post, ds_pre, ds_post, times, first, scale, max_dt) -> list[dict]:
-    out = []
-    _, B, k = pre.shape
-    for b in range(B):
-        for s in range(k):
-            pre_times = times[np.flatnonzero(pre[:, b, s])]
-            post_times = times[np.flatnonzero(post[:, b, s])]
-            for idx in np.flatnonzero(pre[first:, b, s]):  # presynaptic spike triggers
-                partner = _nearest(post_times, times[first + idx])
-                if partner is not None and abs(partner - times[first + idx]) <= max_dt:
-                    out.append({"layer": layer, "trigger": "pre", "dt": partner - int(times[first + idx]),
-                                "dw": float(scale * ds_post[idx, b, s])})
-            if ds_pre is None:
-                continue
-            for idx in np.flatnonzero(post[first:, b, s]):  # postsynaptic spike triggers
-                partner = _nearest(pre_times, times[first + idx])
-                if partner is not None and abs(partner - times[first + idx]) <= max_dt:
-                    out.append({"layer": layer, "trigger": "post", "dt": int(times[first + idx]) - partner,
-                                "dw": float(scale * ds_pre[idx, b, s])})
+def _shift(a: np.ndarray, d: int, length: int, start: int) -> np.ndarray:
+    """``a[start + i + d]`` for i in 0..length-1 along axis 0, zeros outside ``a``."""
+    out = np.zeros((length, *a.shape[1:]), dtype=a.dtype)
+    lo, hi = max(0, -(start + d)), min(length, a.shape[0] - start - d)
+    if hi > lo:
+        out[lo:hi] = a[start + lo + d:start + hi + d]
     return out
 
 
-def binned_window(dts: np.ndarray, dws: np.ndarray, max_dt: int) -> dict[str, np.ndarray]:
-    """Mean, standard deviation, standard error and count of dw per dt in [-max_dt, max_dt]."""
-    bins = np.arange(-max_dt, max_dt + 1)
-    mean, std, sem, n = (np.full(bins.size, np.nan) for _ in range(4))
-    for i, d in enumerate(bins):
-        v = dws[dts == d]
-        n[i] = v.size
-        if v.size:
-            mean[i], std[i] = v.mean(), v.std()
-            sem[i] = v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else np.nan
-    return {"dt": bins, "mean": mean, "std": std, "sem": sem, "n": n}
+CONTROLS = ("shift", "other_example")
 
 
-def _fit_side(dt: np.ndarray, mean: np.ndarray, sem: np.ndarray) -> dict[str, float]:
-    """Least squares of A exp(-|dt| / tau) on one side; uncertainties from the covariance."""
+def pair_sums(rec: Recording, term: str, max_dt: int, control: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per example and bin dt in [-W, W]: sum of the trigger's dw over all pairs, and the number
+    of pairs; ``(B, 2W + 1)`` each. ``control``: the partner spikes circularly shifted by half
+    the history (``shift``: same neuron, same example, same rate, timing destroyed) or taken from
+    example b + 1 of the batch (``other_example``)."""
+    first, P = rec.first, rec.ds_post.shape[0]
+    pre, post = rec.pre.astype(np.float64), rec.post.astype(np.float64)
+    if control == "shift":
+        h = pre.shape[0] // 2
+        pre_partner, post_partner = np.roll(pre, h, axis=0), np.roll(post, h, axis=0)
+    elif control == "other_example":
+        pre_partner, post_partner = np.roll(pre, -1, axis=1), np.roll(post, -1, axis=1)
+    elif control is None:
+        pre_partner, post_partner = pre, post
+    else:
+        raise ValueError(f"control: unknown control {control!r} (one of {CONTROLS})")
+    u_post = rec.ds_post if term == "spike" or term == "applied" else eligibility(rec.ds_post, rec.alpha)
+    u_post = rec.scale * u_post
+    trig_pre = pre[first:]  # presynaptic spikes in the phase trigger u_post
+    B = pre.shape[1]
+    sums, counts = np.zeros((B, 2 * max_dt + 1)), np.zeros((B, 2 * max_dt + 1))
+    for i, d in enumerate(range(-max_dt, max_dt + 1)):
+        partner = _shift(post_partner, d, P, first)  # post spike at t_pre + d
+        w = trig_pre * partner
+        sums[:, i] += (w * u_post).sum(axis=(0, 2))
+        counts[:, i] += w.sum(axis=(0, 2))
+        if term == "applied" and rec.ds_pre is not None:
+            partner_pre = _shift(pre_partner, -d, P, first)  # pre spike at t_post - d
+            w2 = post[first:] * partner_pre
+            sums[:, i] += (w2 * rec.scale * rec.ds_pre).sum(axis=(0, 2))
+            counts[:, i] += w2.sum(axis=(0, 2))
+    return sums, counts
+
+
+@dataclass
+class Sums:
+    """Per-example sums of one window (real and control), examples along axis 0."""
+
+    real: np.ndarray
+    n_real: np.ndarray
+    ctrl: np.ndarray
+    n_ctrl: np.ndarray
+
+    @staticmethod
+    def collect(recs: Sequence[Recording], term: str, max_dt: int, n_examples: int,
+                mask=None, control: str = "shift") -> "Sums":
+        """Accumulate ``pair_sums`` of every recording into one row per global example.
+        ``mask(rec) -> (B, k) bool`` keeps only some synapse-examples (rate strata)."""
+        shape = (n_examples, 2 * max_dt + 1)
+        out = Sums(*(np.zeros(shape) for _ in range(4)))
+        for rec in recs:
+            r = rec if mask is None else _masked(rec, mask(rec))
+            for ctl, (s_arr, n_arr) in ((None, (out.real, out.n_real)), (control, (out.ctrl, out.n_ctrl))):
+                s, n = pair_sums(r, term, max_dt, ctl)
+                np.add.at(s_arr, r.examples, s)
+                np.add.at(n_arr, r.examples, n)
+        return out
+
+
+def _masked(rec: Recording, keep: np.ndarray) -> Recording:
+    """The recording with the triggers of the synapse-examples outside ``keep`` removed."""
+    k = keep.astype(rec.pre.dtype)
+    pre = rec.pre.copy()
+    pre[rec.first:] *= k
+    post = rec.post.copy()
+    post[rec.first:] *= k
+    return Recording(pre, post, rec.ds_pre, rec.ds_post, rec.scale, rec.alpha, rec.examples)
+
+
+def _corrected(w: np.ndarray, s: Sums) -> np.ndarray:
+    """Control-subtracted per-bin mean for example weights ``w`` ``(R, n)`` -> ``(R, bins)``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        real = (w @ s.real) / (w @ s.n_real)
+        ctrl = (w @ s.ctrl) / (w @ s.n_ctrl)
+    return real - ctrl
+
+
+def bootstrap_weights(n_examples: int, n_boot: int, seed: int) -> np.ndarray:
+    """``(1 + n_boot, n)``: row 0 all ones (the estimate), then resampled example counts."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_examples, size=(n_boot, n_examples))
+    w = np.zeros((n_boot + 1, n_examples))
+    w[0] = 1.0
+    for r in range(n_boot):
+        w[r + 1] = np.bincount(draws[r], minlength=n_examples)
+    return w
+
+
+def window(sums: dict[str, Sums] | Sums, weights: np.ndarray, max_dt: int, net: bool = False) -> dict:
+    """Window of one term with its intervals. ``sums`` is one ``Sums`` or, with ``net``, the
+    ``{"nudged+": ..., "nudged-": ...}`` pair whose difference is taken."""
+    if net:
+        est = _corrected(weights, sums["nudged+"]) - _corrected(weights, sums["nudged-"])
+        base = sums["nudged+"]
+        raw = _raw_mean(sums["nudged+"]) - _raw_mean(sums["nudged-"])
+        ctrl = _ctrl_mean(sums["nudged+"]) - _ctrl_mean(sums["nudged-"])
+    else:
+        est, base, raw, ctrl = _corrected(weights, sums), sums, _raw_mean(sums), _ctrl_mean(sums)
+    dt = np.arange(-max_dt, max_dt + 1)
+    boot = est[1:]
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0) if boot.shape[0] else (est[0], est[0])
+    pos, neg = dt > 0, dt < 0
+    lobe_pos, lobe_neg = np.nansum(est[:, pos], axis=1), np.nansum(est[:, neg], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = -lobe_neg / lobe_pos
+    return {"dt": dt, "mean": est[0], "lo": lo, "hi": hi, "raw_mean": raw, "control_mean": ctrl,
+            "pairs": base.n_real.sum(axis=0), "control_pairs": base.n_ctrl.sum(axis=0),
+            "lobe_pos": _interval(lobe_pos), "lobe_neg": _interval(lobe_neg), "area_ratio": _interval(ratio),
+            "boot": est}
+
+
+def _raw_mean(s: Sums) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s.real.sum(axis=0) / s.n_real.sum(axis=0)
+
+
+def _ctrl_mean(s: Sums) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s.ctrl.sum(axis=0) / s.n_ctrl.sum(axis=0)
+
+
+def _interval(values: np.ndarray) -> dict[str, float]:
+    """Estimate (row 0) and the 95 % percentile interval of the bootstrap rows."""
+    boot = values[1:][np.isfinite(values[1:])]
+    if boot.size < 2:
+        return {"value": float(values[0]), "lo": math.nan, "hi": math.nan}
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"value": float(values[0]), "lo": float(lo), "hi": float(hi)}
+
+
+# --------------------------------------------------------------------------------------------
+# Fit and verdict
+# --------------------------------------------------------------------------------------------
+
+def _fit_side(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least squares of A exp(-x / tau) (x > 0): (A, tau), NaN when it does not converge."""
     from scipy.optimize import curve_fit
 
-    ok = np.isfinite(mean)
-    x, y = np.abs(dt[ok]).astype(float), mean[ok]
-    if x.size < 3:
-        return {"A": math.nan, "A_err": math.nan, "tau": math.nan, "tau_err": math.nan,
-                "note": f"only {x.size} bins with data"}
-    s = sem[ok]
-    s = np.where(np.isfinite(s) & (s > 0), s, np.nanmax(np.where(np.isfinite(s), s, 0)) or 1.0)
-    a0 = y[np.argmin(x)] if y[np.argmin(x)] != 0 else (y.mean() or 1e-6)
+    ok = np.isfinite(y)
+    x, y = x[ok].astype(float), y[ok]
+    if x.size < 3 or not np.any(y):
+        return math.nan, math.nan
+    a0 = y[np.argmin(x)] or float(np.mean(y)) or 1e-9
     try:
-        p, cov = curve_fit(lambda d, A, tau: A * np.exp(-d / tau), x, y, p0=(a0, 2.0), sigma=s,
-                           absolute_sigma=False, bounds=([-np.inf, 1e-3], [np.inf, 1e4]), maxfev=20000)
-    except (RuntimeError, ValueError) as exc:
-        return {"A": math.nan, "A_err": math.nan, "tau": math.nan, "tau_err": math.nan, "note": str(exc)}
-    err = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(2, math.nan)
-    return {"A": float(p[0]), "A_err": float(err[0]), "tau": float(p[1]), "tau_err": float(err[1]), "note": ""}
+        p, _ = curve_fit(lambda d, A, tau: A * np.exp(-d / tau), x, y, p0=(a0, 3.0),
+                         bounds=([-np.inf, 0.05], [np.inf, 1e3]), maxfev=5000)
+    except (RuntimeError, ValueError):
+        return math.nan, math.nan
+    return float(p[0]), float(p[1])
 
 
-def fit_window(window: dict[str, np.ndarray]) -> dict[str, float]:
-    """A+, tau+ (dt > 0) and A-, tau- (dt < 0, dw = -A- exp(dt / tau-)), in steps."""
-    dt, mean, sem = window["dt"], window["mean"], window["sem"]
-    pos, neg = dt > 0, dt < 0
-    p, n = _fit_side(dt[pos], mean[pos], sem[pos]), _fit_side(dt[neg], -mean[neg], sem[neg])
-    return {"A_plus": p["A"], "A_plus_err": p["A_err"], "tau_plus_steps": p["tau"], "tau_plus_err_steps": p["tau_err"],
-            "A_minus": n["A"], "A_minus_err": n["A_err"], "tau_minus_steps": n["tau"],
-            "tau_minus_err_steps": n["tau_err"], "fit_note": "; ".join(x for x in (p["note"], n["note"]) if x)}
+def fit_window(win: dict, fit_boot: int = 200) -> dict[str, dict[str, float]]:
+    """A+, tau+ (dt > 0) and A-, tau- (dt < 0, dw = -A- exp(dt / tau-)), in steps, each with
+    a percentile interval over the first ``fit_boot`` bootstrap rows."""
+    dt, est = win["dt"], win["boot"]
+    rows = est[: 1 + min(fit_boot, est.shape[0] - 1)]
+    vals = {k: [] for k in ("A_plus", "tau_plus", "A_minus", "tau_minus")}
+    for row in rows:
+        a, t = _fit_side(dt[dt > 0], row[dt > 0])
+        vals["A_plus"].append(a)
+        vals["tau_plus"].append(t)
+        a, t = _fit_side(-dt[dt < 0], -row[dt < 0])
+        vals["A_minus"].append(a)
+        vals["tau_minus"].append(t)
+    return {k: _interval(np.asarray(v)) for k, v in vals.items()}
 
 
-def shape_metrics(dts: np.ndarray, dws: np.ndarray, window: dict[str, np.ndarray]) -> dict[str, float]:
-    """Fractions of potentiation (dt > 0) and depression (dt < 0), the area ratio
-    -area(dt < 0) / area(dt > 0) (1 for the theory's antisymmetric window), and an
-    antisymmetry residual |m(dt) + m(-dt)| / (|m(dt)| + |m(-dt)|) over dt > 0 (0: antisymmetric,
-    1: symmetric)."""
-    pos, neg = dts > 0, dts < 0
-    m, dt = np.nan_to_num(window["mean"]), window["dt"]
-    area_pos, area_neg = m[dt > 0].sum(), m[dt < 0].sum()
-    mirrored = m[dt < 0][::-1]
-    denom = np.abs(m[dt > 0]).sum() + np.abs(mirrored).sum()
-    return {
-        "fraction_potentiation_dt_pos": float((dws[pos] > 0).mean()) if pos.any() else math.nan,
-        "fraction_depression_dt_neg": float((dws[neg] < 0).mean()) if neg.any() else math.nan,
-        "area_pos": float(area_pos),
-        "area_neg": float(area_neg),
-        "area_ratio": float(-area_neg / area_pos) if area_pos != 0 else math.nan,
-        "antisymmetry_residual": float(np.abs(m[dt > 0] + mirrored).sum() / denom) if denom > 0 else math.nan,
-        "events": int(dts.size),
-    }
+def significant(iv: dict[str, float]) -> int:
+    """+1 / -1 when the interval lies above / below zero, 0 when it contains zero."""
+    if not (np.isfinite(iv["lo"]) and np.isfinite(iv["hi"])):
+        return 0
+    return 1 if iv["lo"] > 0 else -1 if iv["hi"] < 0 else 0
 
 
-def pairing_window(dts: Sequence[int], leak: float, tau_syn_steps: float, weight: float = 0.5,
-                   pulse: float = 2.0, input_synapse: bool = False, margin: int = 40) -> np.ndarray:
-    """The rule's own window: dw(dt) for an imposed presynaptic spike at 0 and postsynaptic
-    spike at dt (module docstring). Slope-4 sigmoid as rho; states start at rest."""
-    def rho(v):
-        return float(neuron.rho(np.asarray(v, dtype=np.float64)))
+def verdict(win: dict) -> tuple[str, str]:
+    """(kind, sentence) from the control-subtracted lobes and their intervals."""
+    p, n = significant(win["lobe_pos"]), significant(win["lobe_neg"])
+    kind = {
+        (1, -1): "STDP-like",
+        (-1, 1): "anti-STDP",
+        (1, 0): "potentiation lobe only",
+        (0, -1): "depression lobe only",
+        (0, 0): "no window",
+    }.get((p, n), "same sign on both sides")
+    lp, ln, ar = win["lobe_pos"], win["lobe_neg"], win["area_ratio"]
+    sentence = (f"{kind}: dt > 0 lobe {lp['value']:.3g} [{lp['lo']:.3g}, {lp['hi']:.3g}], dt < 0 lobe "
+                f"{ln['value']:.3g} [{ln['lo']:.3g}, {ln['hi']:.3g}] (after the shuffle control, 95 % "
+                f"bootstrap intervals); area ratio {ar['value']:.2f} (theory 1)")
+    return kind, sentence
 
-    alpha = 1.0 / tau_syn_steps
+
+# --------------------------------------------------------------------------------------------
+# Controls with a known answer
+# --------------------------------------------------------------------------------------------
+
+def theory_window(dts: np.ndarray, alpha: float, g: float, jump: float = 1.0) -> np.ndarray:
+    """Expected trace-term dw (per unit c) for an isolated pair when the post state jumps by
+    ``jump`` at its spike (ds[t_post] = jump) and relaxes by (1 - g) per step afterwards:
+    dt >= 0: alpha J (1-alpha)^dt (1 - g (1-alpha) / (1 - (1-alpha)(1-g)));
+    dt < 0: -alpha J g (1-g)^(|dt|-1) / (1 - (1-alpha)(1-g))."""
+    q = 1.0 - (1.0 - alpha) * (1.0 - g)
+    d = np.asarray(dts)
+    pos = alpha * jump * (1.0 - alpha) ** np.maximum(d, 0) * (1.0 - g * (1.0 - alpha) / q)
+    neg = -alpha * jump * g * (1.0 - g) ** (np.maximum(-d, 1) - 1) / q
+    return np.where(d >= 0, pos, neg)
+
+
+def synthetic_recording(n_examples: int, steps: int, first: int, k: int, rate_pre: float, rate_post: float,
+                        tau_m: float, tau_syn: float, jump: float, seed: int, coupled: bool = True,
+                        batch: int = 20) -> list[Recording]:
+    """Recordings of a synthetic synapse group, in the network recorder's format: Poisson pre and
+    post spikes; the post state jumps by ``jump`` at each post spike (``coupled``) or at the spikes
+    of an independent hidden train (``coupled=False``: post spikes unrelated to the state) and
+    relaxes with time constant ``tau_m`` (g = 1 - exp(-1 / tau_m))."""
+    rng = np.random.default_rng(seed)
+    g = 1.0 - math.exp(-1.0 / tau_m)
     out = []
-    for d in dts:
-        t0 = -margin
-        n = 2 * margin + abs(d) + 2
-        ts = np.arange(t0, t0 + n)
-        S_pre, S_post = (ts == 0).astype(float), (ts == d).astype(float)
-        s_pre, s_post = np.empty(n + 1), np.empty(n + 1)
-        s_pre[0] = s_post[0] = rho(0.0)
-        r_pre = 0.0
-        for k, t in enumerate(ts):
-            r_pre += alpha * (S_pre[k] - r_pre)
-            s_pre[k + 1] = s_pre[k] + leak * (rho(pulse * (t == -1)) - s_pre[k])
-            s_post[k + 1] = s_post[k] + leak * (rho(pulse * (t == d - 1) + weight * r_pre) - s_post[k])
-        ds_pre, ds_post = np.diff(s_pre), np.diff(s_post)
-        dw = float((S_pre * ds_post).sum())
-        if not input_synapse:
-            dw += float((S_post * ds_pre).sum())
-        out.append(dw)
-    return np.array(out)
+    for b0 in range(0, n_examples, batch):
+        B = min(batch, n_examples - b0)
+        pre = (rng.random((steps, B, k)) < rate_pre).astype(np.float32)
+        post = (rng.random((steps, B, k)) < rate_post).astype(np.float32)
+        drive = post if coupled else (rng.random((steps, B, k)) < rate_post).astype(np.float32)
+        s = np.zeros((steps + 1, B, k))
+        for t in range(steps):
+            s[t + 1] = (1.0 - g) * s[t] + jump * drive[t]
+        ds = np.diff(s, axis=0)[first:]
+        out.append(Recording(pre=pre, post=post, ds_pre=None, ds_post=ds, scale=1.0, alpha=1.0 / tau_syn,
+                             examples=np.arange(b0, b0 + B)))
+    return out
 
+
+# --------------------------------------------------------------------------------------------
+# Pairing protocol
+# --------------------------------------------------------------------------------------------
+
+def _neuron_run(current: np.ndarray, g: float, theta: float, rest: float) -> tuple[np.ndarray, np.ndarray]:
+    """A leaky sigma-delta neuron under an input current: spikes and states ``s[0..n]``."""
+    n = current.size
+    s = np.empty(n + 1)
+    s[0] = float(neuron.rho(np.asarray(rest)))
+    a, spikes = 0.0, np.zeros(n)
+    for t in range(n):
+        a += s[t]
+        if a >= theta:
+            spikes[t], a = 1.0, a - theta
+        s[t + 1] = (1.0 - g) * s[t] + g * float(neuron.rho(np.asarray(rest + current[t])))
+    return spikes, s
+
+
+def pairing(offsets: Sequence[int], g: float, tau_syn: float, weight: float, pulse: float, pulse_steps: int,
+            rest: float = -1.5, theta: float = 1.0, margin: int | None = None) -> dict[str, np.ndarray]:
+    """One synapse j -> i of two leaky sigma-delta neurons at rest (``rest`` current: silent).
+    Neuron j gets a current pulse at 0, neuron i at each ``offset``; each spikes when its own
+    accumulator crosses threshold. Returns per offset the measured dt = t_post - t_pre (first
+    spikes), the number of spikes of each neuron, and dw summed over the whole run (until the
+    traces have decayed) for the terms: ``spike`` sum S_j ds_i, ``trace`` sum r_j ds_i,
+    ``applied`` sum S_j ds_i + S_i ds_j; each minus the same run without neuron j's pulse."""
+    alpha = 1.0 / tau_syn
+    tau_m = -1.0 / math.log(1.0 - g) if g < 1 else 0.0
+    margin = margin or int(10 * max(tau_syn, tau_m, 1.0)) + 4 * pulse_steps
+    out = {k: [] for k in ("offset", "dt", "n_pre", "n_post", *TERMS)}
+    for off in offsets:
+        t0 = -margin
+        ts = np.arange(t0, margin + abs(off) + margin)
+        res = {}
+        for with_pre in (True, False):
+            cur_j = pulse * ((ts >= 0) & (ts < pulse_steps)) * with_pre
+            S_j, s_j = _neuron_run(cur_j, g, theta, rest)
+            r_j = np.zeros(ts.size)
+            r = 0.0
+            for k in range(ts.size):
+                r += alpha * (S_j[k] - r)
+                r_j[k] = r
+            cur_i = pulse * ((ts >= off) & (ts < off + pulse_steps)) + weight * r_j
+            S_i, s_i = _neuron_run(cur_i, g, theta, rest)
+            ds_i, ds_j = np.diff(s_i), np.diff(s_j)
+            res[with_pre] = {"spike": (S_j * ds_i).sum(), "trace": (r_j * ds_i).sum(),
+                             "applied": (S_j * ds_i).sum() + (S_i * ds_j).sum(), "S_j": S_j, "S_i": S_i}
+        a, b = res[True], res[False]
+        tj, ti = np.flatnonzero(a["S_j"]), np.flatnonzero(a["S_i"])
+        out["offset"].append(off)
+        out["dt"].append(int(ts[ti[0]] - ts[tj[0]]) if tj.size and ti.size else None)
+        out["n_pre"].append(int(tj.size))
+        out["n_post"].append(int(ti.size))
+        for term in TERMS:
+            out[term].append(float(a[term] - b[term]))
+    return out
+
+
+def pairing_window(result: dict, term: str) -> tuple[np.ndarray, np.ndarray]:
+    """(dt, dw) of the isolated pairs (one spike each), one value per measured dt."""
+    by_dt: dict[int, float] = {}
+    for d, npre, npost, w in zip(result["dt"], result["n_pre"], result["n_post"], result[term]):
+        if d is not None and npre == 1 and npost == 1 and d not in by_dt:
+            by_dt[d] = w
+    dts = np.array(sorted(by_dt))
+    return dts, np.array([by_dt[d] for d in dts])
+
+
+def fit_pairing(dts: np.ndarray, dws: np.ndarray) -> dict[str, float]:
+    """A+, tau+, A-, tau- of a deterministic window (no intervals: no noise to resample)."""
+    ap, tp = _fit_side(dts[dts > 0], dws[dts > 0])
+    am, tm = _fit_side(-dts[dts < 0], -dws[dts < 0])
+    return {"A_plus": ap, "tau_plus_steps": tp, "A_minus": am, "tau_minus_steps": tm}
+
+
+# --------------------------------------------------------------------------------------------
+# Figure
+# --------------------------------------------------------------------------------------------
 
 def bi_poo_shape(dt_ms: np.ndarray, scale: float) -> np.ndarray:
     """Bi & Poo's window shape (tau+ 16.8 ms, tau- 33.7 ms), scaled: potentiation for dt > 0."""
@@ -221,131 +461,62 @@ def bi_poo_shape(dt_ms: np.ndarray, scale: float) -> np.ndarray:
                     np.where(dt_ms < 0, -scale * np.exp(dt_ms / BI_POO_TAU_MINUS_MS), 0.0))
 
 
-def stdp_figure(panels: dict, pairing: dict, step_ms: float, path: Path) -> None:
-    """One panel per entry of ``panels`` (title -> (windows, fits)): dw vs dt per synapse group
-    (mean +- s.e.m., fitted window, the antisymmetric part, Bi & Poo's shape scaled); a last
-    panel with the pairing protocol's windows."""
+def _panel(ax, windows: dict[str, dict], step_ms: float, title: str, control: bool = True) -> None:
+    scale = 0.0
+    for k, (name, w) in enumerate(windows.items()):
+        ms = w["dt"] * step_ms
+        ax.fill_between(ms, w["lo"], w["hi"], color=f"C{k}", alpha=0.2)
+        ax.plot(ms, w["mean"], "o-", ms=3, color=f"C{k}", label=f"{name} (control subtracted, 95 % CI)")
+        if control:
+            ax.plot(ms, w["control_mean"] - np.nanmean(w["control_mean"]), ":", color=f"C{k}", lw=1,
+                    label=f"{name}: shuffle control (centred)")
+        scale = max(scale, float(np.nanmax(np.abs(w["mean"]))) if np.any(np.isfinite(w["mean"])) else 0.0)
+    reach = max(abs(w["dt"]).max() for w in windows.values()) * step_ms
+    d = np.linspace(-reach, reach, 400)
+    ax.plot(d, bi_poo_shape(d, scale), "k--", lw=0.8, label="Bi & Poo shape, scaled")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel(f"dt = t_post - t_pre (ms; 1 step = {step_ms:g} ms)")
+    ax.set_ylabel("dw per unit learning rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+
+
+def stdp_figure(rows: dict[str, dict[str, dict]], controls: dict[str, dict], pairings: dict[str, dict],
+                step_ms: float, path: Path) -> None:
+    """One row per model (columns: input synapses and hidden synapses, net windows of the trace
+    and applied terms; +beta and -beta phases of the trace term), a last row with the positive
+    and negative controls and the pairing protocol."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(6 * (len(panels) + 1), 4.8))
-    for ax, (title, (windows, fits)) in zip(axes, panels.items()):
-        scale = 0.0
-        for k, (name, w) in enumerate(windows.items()):
-            ms = w["dt"] * step_ms
-            ax.errorbar(ms, w["mean"], yerr=np.nan_to_num(w["sem"]), fmt="o", ms=3, capsize=2,
-                        color=f"C{k}", label=f"{name} (mean +- s.e.m.)")
-            f = fits[name]
-            for sign in (1.0, -1.0):
-                key = "plus" if sign > 0 else "minus"
-                A, tau = f[f"A_{key}"], f[f"tau_{key}_steps"]
-                if np.isfinite(A) and np.isfinite(tau):
-                    d = np.linspace(0.5, abs(ms).max(), 100) * sign
-                    ax.plot(d, sign * A * np.exp(-np.abs(d) / (tau * step_ms)), color=f"C{k}", lw=1)
-            anti = (w["mean"] - w["mean"][::-1]) / 2.0
-            ax.plot(ms, anti, ":", color=f"C{k}", lw=1, label=f"{name}: antisymmetric part")
-            scale = max(scale, float(np.nanmax(np.abs(w["mean"]))))
-        reach = max(abs(w["dt"]).max() for w in windows.values()) * step_ms
-        d = np.linspace(-reach, reach, 400)
-        ax.plot(d, bi_poo_shape(d, scale), "k--", lw=1, label="Bi & Poo shape (16.8 / 33.7 ms), scaled")
-        lim = 1.6 * max(scale, 1e-12)
-        ax.set_ylim(-lim, lim)  # the fitted curves may overshoot the data near dt = 0
-        ax.axhline(0, color="k", lw=0.5)
-        ax.axvline(0, color="k", lw=0.5)
-        ax.set_xlabel(f"dt = t_post - t_pre (ms; 1 step = {step_ms:g} ms)")
-        ax.set_ylabel("dw per unit learning rate")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=6)
-    ax = axes[-1]
-    for k, (name, (dts, dws)) in enumerate(pairing.items()):
-        ax.plot(np.asarray(dts) * step_ms, dws, "o-", ms=3, color=f"C{k + 3}", label=name)
-    ax.axhline(0, color="k", lw=0.5)
-    ax.axvline(0, color="k", lw=0.5)
-    ax.set_xlabel("dt (ms)")
-    ax.set_ylabel("dw per unit learning rate")
-    ax.set_title("pairing protocol: one synapse, imposed spikes", fontsize=10)
-    ax.legend(fontsize=7)
+    ncols = max(3, max(len(r) for r in rows.values()) if rows else 3)
+    fig, axes = plt.subplots(len(rows) + 1, ncols, figsize=(5.5 * ncols, 4.2 * (len(rows) + 1)), squeeze=False)
+    for i, (model, panels) in enumerate(rows.items()):
+        for j, (title, wins) in enumerate(panels.items()):
+            _panel(axes[i][j], wins, step_ms, f"{model}: {title}")
+        for j in range(len(panels), ncols):
+            axes[i][j].axis("off")
+    last = axes[len(rows)]
+    _panel(last[0], controls, step_ms, "controls (synthetic post neuron, trace term)", control=False)
+    for k, (name, (dts, dws)) in enumerate(pairings.items()):
+        last[1].plot(np.asarray(dts) * step_ms, dws, "o-", ms=3, color=f"C{k}", label=name)
+    last[1].axhline(0, color="k", lw=0.5)
+    last[1].axvline(0, color="k", lw=0.5)
+    last[1].set_xlabel("measured dt (ms)")
+    last[1].set_ylabel("dw per unit learning rate")
+    last[1].set_title("pairing protocol: spikes from threshold crossings", fontsize=9)
+    last[1].legend(fontsize=6)
+    for j in range(2, ncols):
+        last[j].axis("off")
     fig.suptitle("Does EqSpike's update look like STDP? (claim C5)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-# --------------------------------------------------------------------------------------------
-# Analysis of the recorded updates, and the verdict
-# --------------------------------------------------------------------------------------------
-
-GROUPS = {"input synapses": 0, "hidden synapses": 1}
-# the +beta phase alone (what a synapse does during one nudged phase) and the net update
-# (+beta minus -beta, over 2 beta: what learning keeps; the spike-noise part cancels)
-MODES = ("one nudged phase", "net of both phases")
-CONSISTENT_FRACTION = 0.55  # share of updates that must potentiate (dt > 0) / depress (dt < 0)
-
-
-def analyse(recorder_events: list[dict], max_dt: int, step_ms: float) -> tuple[dict, dict, dict]:
-    """Binned windows, exponential fits and shape metrics per group of synapses and mode, and a
-    verdict per group; times also in ms (``step_ms`` per step). Returns windows, fits, groups."""
-    layer = np.array([e["layer"] for e in recorder_events])
-    phase = np.array([e["phase"] for e in recorder_events])
-    dts = np.array([e["dt"] for e in recorder_events])
-    dws = np.array([e["dw"] for e in recorder_events])
-    windows, fits, groups = {}, {}, {}
-    modes = {MODES[0]: phase == "nudged+", MODES[1]: np.ones(phase.size, dtype=bool)}
-    for mode, in_mode in modes.items():
-        for name, lo in GROUPS.items():
-            sel = in_mode & ((layer == lo) if lo == 0 else (layer >= lo))
-            if not sel.any():
-                continue
-            key = f"{name}, {mode}"
-            windows[key] = binned_window(dts[sel], dws[sel], max_dt)
-            fits[key] = fit_window(windows[key])
-            shape = shape_metrics(dts[sel], dws[sel], windows[key])
-            fit_ms = dict(fits[key])
-            for k in ("tau_plus", "tau_plus_err", "tau_minus", "tau_minus_err"):
-                fit_ms[f"{k}_ms"] = fits[key][f"{k}_steps"] * step_ms
-            groups[key] = {**fit_ms, **shape, "verdict": verdict(fits[key], shape)}
-    return windows, fits, groups
-
-
-def verdict(fit: dict, shape: dict) -> str:
-    """One plain sentence on the window's shape."""
-    pot = shape["fraction_potentiation_dt_pos"]
-    dep = shape["fraction_depression_dt_neg"]
-    signs_match = shape["area_pos"] > 0 > shape["area_neg"]
-    # a consistent window needs more than the sign of two noisy means: most updates on each side
-    # must go the STDP way
-    consistent = pot > CONSISTENT_FRACTION and dep > CONSISTENT_FRACTION
-    anti = shape["antisymmetry_residual"]
-    if signs_match and consistent:
-        kind = "STDP-like (potentiation for dt > 0, depression for dt < 0)"
-    elif signs_match:
-        kind = ("not STDP-like: the mean areas have STDP's signs, but updates potentiate and depress "
-                "about equally often on both sides")
-    else:
-        kind = "not STDP-like in sign"
-    sym = ("close to antisymmetric" if anti < 0.25 else "partly antisymmetric" if anti < 0.6
-           else "mostly symmetric")
-    return (f"{kind}; {100 * pot:.0f} % of updates with dt > 0 potentiate, {100 * dep:.0f} % with dt < 0 "
-            f"depress; area ratio {shape['area_ratio']:.2f} (theory: 1), {sym} "
-            f"(residual {anti:.2f}); {shape['events']} events")
-
-
-def slug(group: str) -> str:
-    """``input synapses, one nudged phase`` -> ``input_synapses.one_nudged_phase``."""
-    return group.replace(", ", ".").replace(" ", "_")
-
-
-FLAT_KEYS = ("tau_plus_ms", "tau_minus_ms", "area_ratio")  # the rest: results/stdp.json
-
-
-def flat_metrics(groups: dict) -> dict[str, float]:
-    """The numbers of every group as one flat mapping (``<group>.<key>``), and ``stdp_like`` 1/0."""
-    out: dict[str, float] = {}
-    for name, g in groups.items():
-        for key in FLAT_KEYS:
-            if key in g and isinstance(g[key], (int, float)):
-                out[f"{slug(name)}.{key}"] = float(g[key])
-        out[f"{slug(name)}.stdp_like"] = float(g["verdict"].startswith("STDP-like"))
-    return out
+def slug(name: str) -> str:
+    """``leaky, input synapses, trace, net`` -> ``leaky.input_synapses.trace.net``."""
+    return name.replace(", ", ".").replace(" ", "_")

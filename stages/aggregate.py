@@ -4,7 +4,7 @@ intervals; statistics and verdicts in pipeline/stats.py).
     python -m stages.aggregate
     python -m stages.aggregate "runtime.seeds=[0,1]"
 
-Reads ``<runs>/seed<n>/metrics.json`` of both models for every seed in ``runtime.seeds``; writes
+Reads ``<runs>/seed<n>/metrics.json`` of the three models (rate EP, EqSpike, leaky EqSpike) for every seed in ``runtime.seeds``; writes
 flat numbers to ``aggregate.out.metrics`` and the per-seed tables, intervals and verdicts to
 ``aggregate.out.detail`` (read by the report).
 """
@@ -22,6 +22,8 @@ from stages.common import Run, SeedPaths, repo_path, stage_main, write_json
 # both read-outs; names as the training stages write them)
 FIGURES = {
     "ep": ["test_accuracy", "val_accuracy", "seconds_per_epoch"],
+    "eqspike_leaky": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "val_accuracy",
+                      "val_accuracy_raw", "seconds_per_epoch"],
     "eqspike": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "test_accuracy_spike_count_raw",
                 "val_accuracy", "val_accuracy_raw", "seconds_per_epoch"],
 }
@@ -30,7 +32,7 @@ FIGURES = {
 def worker(cfg: Config, run: Run) -> None:
     seeds = list(cfg.runtime.seeds)
     per_seed: dict[str, list[dict]] = {}
-    for model, out in (("ep", cfg.ep.out), ("eqspike", cfg.eqspike.out)):
+    for model, out in (("ep", cfg.ep.out), ("eqspike", cfg.eqspike.out), ("eqspike_leaky", cfg.leaky.out)):
         rows = []
         for seed in seeds:
             path = SeedPaths(out, seed).metrics
@@ -42,8 +44,9 @@ def worker(cfg: Config, run: Run) -> None:
     summaries = {model: {f: stats.summary([r[f] for r in rows]) for f in FIGURES[model] if all(f in r for r in rows)}
                  for model, rows in per_seed.items()}
     n_full = cfg.data.train_images.shape[0]
-    guards = {model: stats.comparable(cfg.data.name, per_seed[model][0]["n_train"], n_full,
-                                      getattr(cfg, model).sizes) for model in per_seed}
+    sizes = {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "eqspike_leaky": cfg.eqspike.sizes}
+    guards = {model: stats.comparable(cfg.data.name, per_seed[model][0]["n_train"], n_full, sizes[model])
+              for model in per_seed}
     rc = cfg.report
     eq, ep = summaries["eqspike"], summaries["ep"]
     verdicts = {
@@ -52,11 +55,17 @@ def worker(cfg: Config, run: Run) -> None:
         "C1 EqSpike (raw weights)": guards["eqspike"] or (stats.verdict_vs_paper(eq["test_accuracy_raw"],
                                                                                  rc.paper_eqspike_accuracy)
                                                           if "test_accuracy_raw" in eq else "no raw weights"),
+        "C1 leaky EqSpike (averaged weights)": guards["eqspike_leaky"] or stats.verdict_vs_paper(
+            summaries["eqspike_leaky"]["test_accuracy"], rc.paper_eqspike_accuracy),
+        "C1 leaky EqSpike (raw weights)": guards["eqspike_leaky"] or stats.verdict_vs_paper(
+            summaries["eqspike_leaky"]["test_accuracy_raw"], rc.paper_eqspike_accuracy),
         "C2 rate-based EP": guards["ep"] or stats.verdict_vs_paper(ep["test_accuracy"], rc.paper_rate_accuracy),
     }
     gap = stats.difference([r["test_accuracy"] for r in per_seed["ep"]], [r["test_accuracy"] for r in per_seed["eqspike"]])
+    leaky_gap = stats.difference([r["test_accuracy_raw"] for r in per_seed["eqspike"]],
+                                 [r["test_accuracy_raw"] for r in per_seed["eqspike_leaky"]])
     detail = {"seeds": seeds, "confidence": stats.CONFIDENCE, "per_seed": per_seed, "summaries": summaries,
-              "gap_ep_minus_eqspike": gap, "verdicts": verdicts,
+              "gap_ep_minus_eqspike": gap, "gap_eqspike_minus_leaky_raw": leaky_gap, "verdicts": verdicts,
               "paper": {"eqspike": rc.paper_eqspike_accuracy, "rate_ep": rc.paper_rate_accuracy}}
     write_json(repo_path(cfg.aggregate.out.detail), detail)
     flat = {}
@@ -66,6 +75,7 @@ def worker(cfg: Config, run: Run) -> None:
                 if s[k] is not None:
                     flat[f"{model}.{f}.{k}"] = s[k]
     flat["gap_ep_minus_eqspike.mean"] = gap["mean"]
+    flat["gap_eqspike_minus_leaky_raw.mean"] = leaky_gap["mean"]
     flat["n_seeds"] = len(seeds)
     write_json(repo_path(cfg.aggregate.out.metrics), flat)
     run.metrics({k: v for k, v in flat.items() if isinstance(v, (int, float))})

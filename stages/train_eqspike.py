@@ -13,7 +13,7 @@ example through the free and nudged phases.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from pipeline import events as ev
 from pipeline import spiking
@@ -21,7 +21,7 @@ from pipeline.backend import get_xp, to_host
 from pipeline.data import load
 from pipeline.neuron import NeuronModel
 from pipeline.plots import spike_raster
-from pipeline.schema import Config, EqSpikeCfg, NeuronCfg
+from pipeline.schema import Config, EqSpikeCfg, EqSpikeOutCfg, NeuronCfg
 from stages.common import REPO, Run, SeedPaths, atomic_write, stage_main, write_json
 from stages.training import train_and_write
 
@@ -34,6 +34,17 @@ def dynamics(c: EqSpikeCfg, n: NeuronCfg, engine: str | None = None) -> spiking.
         T=c.T, K=c.K, beta=c.beta, nudge=c.nudge, pre_factor=c.pre_factor, activation=c.activation,
         eval_avg_steps=c.eval_avg_steps, engine=engine or c.engine, input_layer=c.input_layer,
         neuron=NeuronModel(model=n.model, threshold=n.threshold, tau_syn_steps=n.tau_syn_steps, leak=n.leak))
+
+
+def leaky_config(cfg: Config) -> Config:
+    """The config of the leaky variant: ``eqspike`` and ``neuron`` with ``leaky``'s leak,
+    presynaptic factor and output folders (the same network, schedule and learning rates)."""
+    lc = cfg.leaky
+    eq = replace(cfg.eqspike, pre_factor=lc.pre_factor, out=EqSpikeOutCfg(**asdict(lc.out)))
+    return replace(cfg, eqspike=eq, neuron=replace(cfg.neuron, leak=lc.leak))
+
+
+MODELS = {"eqspike": lambda cfg: cfg, "eqspike_leaky": leaky_config}  # model name -> its config
 
 
 def worker(cfg: Config, run: Run) -> None:
@@ -75,8 +86,9 @@ def worker(cfg: Config, run: Run) -> None:
             "weight_updates_per_training_example": totals["train"]["weight_updates"],
         }
 
+    leak = "" if cfg.neuron.leak == 1 else f", leak {cfg.neuron.leak:g}"
     train_and_write(model, ec, data, cfg.runtime.seed, cfg.runtime.dtype, run,
-                    f"EqSpike {ec.sizes} ({cfg.neuron.model}, {ec.nudge} nudging)",
+                    f"EqSpike {ec.sizes} ({cfg.neuron.model}{leak}, {ec.nudge} nudging)",
                     PAPER_EQSPIKE_ACCURACY, cfg.runtime.progress, key_extra={"neuron": asdict(cfg.neuron)},
                     after=after)
 
