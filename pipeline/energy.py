@@ -1,40 +1,54 @@
-"""Energy estimates of claim C4: EqSpike on neuromorphic hardware vs the rate-based network on a
-GPU. Every constant comes from a preset with its source (conf/energy/*, each value with
-the publication it comes from); the counts come from our own simulation.
+"""Energy estimates of claim C4: EqSpike on neuromorphic hardware against three GPU workloads,
+each at a stated utilisation. Every constant comes from a preset with its source (conf/energy/*);
+the neuromorphic counts come from our own simulation, the GPU operation counts from the config
+that was run (``workloads``), never typed by hand.
 
-Neuromorphic (event-based cost model, as in Davies et al. 2018 and Merolla et al. 2014):
+GPU workloads (per example; ``workloads``). A workload is a list of kernel groups: how many
+sequential kernel launches per example, and per launch the MACs and the weight bytes it reads.
+
+    spiking_sim  EqSpike's own schedule simulated step by step, what the paper most plausibly
+                 compared: every step, every layer's input from below and from above, the
+                 constant input product included; inference T steps, training T + P K steps
+                 plus the update (input layer once, the others s^a s^a^T - s^b s^b^T).
+    rate_ep      rate-based EP as this project runs it (pipeline/ep.py): the input product once
+                 per example (it is the same in every phase), then per step the other products;
+                 its own T, K and nudging.
+    mlp_bp       a backprop MLP of the same size (pipeline/bp.py): forward; training = forward,
+                 backward (no gradient for the input) and the SGD update (one MAC per weight).
+
+GPU energy model (``gpu_energy``). A kernel launch takes
+    t = max(t_launch, 2 MACs B / peak_flops, weight_bytes / bandwidth)
+and the board draws its power P during it; per example E = P sum(t) / B. At large batch this is
+2 MACs P / peak (the spec-division energy per FLOP, the lower bound: ``peak`` regime); at batch 1
+a small network is launch- and memory-bound, and the fixed cost is paid per launch, never spread
+over MACs. P is the board's rated power (an upper bound when launch-bound). A measured preset
+(``conf/energy/measured``, written by ``scripts/gpu_energy.py`` on a GPU, or a published
+measurement) replaces the model for its workload, batch and task.
+
+Neuromorphic energy (``neuromorphic_energy``; event-based model as in Davies et al. 2018):
 
     E = N_synaptic_events e_synop + N_spikes e_spike + N_neuron_updates e_neuron
-        + N_weight_updates e_update                                       (per example)
+        + N_weight_updates e_update  [+ free state stored and restored: 2 N_state e_state]
 
-with the counts measured by ``pipeline.events.Counts`` (a synaptic event is a spike delivered
-to one synapse: spikes x fan-out; weight updates are the spike-triggered changes of the rule).
-
-GPU (operation-count model, the same spirit as nanoGPT's ``estimate_mfu``): the equivalent
-rate-based network of the same size, evaluated step by step (README, "The model"), i.e. every
-step computes every layer's input from below and from above:
-
-    MACs per step   = sum_l n_{l-1} n_l  (from below)  +  sum_{l < L} n_l n_{l+1}  (from above)
-    inference       = T steps
-    training        = (T + P K) steps  +  update MACs (outer products: the input layer once,
-                      the others twice, s^a s^a^T - s^b s^b^T),    P = number of nudged phases
-    E = 2 MACs x e_flop   (or a measured energy per inference / training example)
-
-Our own rate-based implementation computes the input layer's product once per phase (it does
-not change within a phase), which cuts the GPU work by about T x for that layer; the step-by-step
-count is what a straightforward GPU implementation (and the paper's comparison) does.
+Variants: the second nudged phase starts from the free state, stored and restored (``store``:
+2 values per state variable) or reached by running the free phase again (``rerun``: its events
+counted twice); the input layer on chip (its spikes deliver 97 % of the synaptic events) or off
+chip (``input_off_chip``: W_1 x computed once per example, and the input layer's update, on a
+digital host at e_mac per MAC; the chip sees the hidden layer's input current).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import events
-from pipeline.schema import GpuPresetCfg, NeuromorphicPresetCfg
 
 PJ = 1e-12
+WORKLOADS = ("spiking_sim", "rate_ep", "mlp_bp")
+TASKS = ("inference", "training")
 EVENT_KINDS = {
     "synaptic_events": "synaptic_event_pj",
     "spikes": "spike_pj",
@@ -47,159 +61,329 @@ class CountsMissing(ValueError):
     """The event counts needed for an estimate are not there (training has not run)."""
 
 
-def event_totals(per_example: dict, phases: Sequence[str]) -> dict[str, float]:
-    """Sum the nested counts ``{phase: {layer: {kind: count}}}`` (``pipeline.events.to_json``)
-    over layers and the given phases, per kind."""
+# --------------------------------------------------------------------------------------------
+# GPU workloads: operation counts from the config
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Kernels:
+    """``count`` sequential launches per example, each ``macs`` multiply-adds (per example) over
+    ``weights`` weight elements read."""
+
+    name: str
+    count: int
+    macs: int
+    weights: int
+
+
+def _layer_kernels(sizes: Sequence[int], with_input: bool) -> list[tuple[int, int]]:
+    """Per layer l = 1..L of one step: (MACs, weights) of its input from below and above."""
+    L = len(sizes) - 1
+    out = []
+    for l in range(1, L + 1):
+        below = sizes[l - 1] * sizes[l] if (l > 1 or with_input) else 0
+        above = sizes[l] * sizes[l + 1] if l < L else 0
+        out.append((below + above, below + above))
+    return out
+
+
+def _ep_update(sizes: Sequence[int]) -> list[Kernels]:
+    """EP's update: the input layer x^T (s^a - s^b), the others s^a s^a^T - s^b s^b^T."""
+    out = []
+    for l in range(1, len(sizes)):
+        n = sizes[l - 1] * sizes[l]
+        out.append(Kernels(f"update W{l}", 1, n if l == 1 else 2 * n, n))
+    return out
+
+
+def workloads(spiking: dict, rate: dict, mlp_sizes: Sequence[int]) -> dict[str, dict[str, list[Kernels]]]:
+    """``{workload: {task: [Kernels]}}``. ``spiking`` / ``rate``: ``sizes``, ``T``, ``K`` and
+    ``nudged_phases`` of the config run; ``mlp_sizes``: the backprop MLP."""
+    out: dict[str, dict[str, list[Kernels]]] = {}
+    s, T, K, P = spiking["sizes"], spiking["T"], spiking["K"], spiking["nudged_phases"]
+    step = _layer_kernels(s, with_input=True)
+    out["spiking_sim"] = {
+        "inference": [Kernels(f"step, layer {l + 1}", T, m, w) for l, (m, w) in enumerate(step)],
+        "training": [Kernels(f"step, layer {l + 1}", T + P * K, m, w) for l, (m, w) in enumerate(step)]
+        + _ep_update(s),
+    }
+    s, T, K, P = rate["sizes"], rate["T"], rate["K"], rate["nudged_phases"]
+    step = [(m, w) for m, w in _layer_kernels(s, with_input=False)]
+    inp = Kernels("input product (once)", 1, s[0] * s[1], s[0] * s[1])
+    out["rate_ep"] = {
+        "inference": [inp] + [Kernels(f"step, layer {l + 1}", T, m, w) for l, (m, w) in enumerate(step) if m],
+        "training": [inp] + [Kernels(f"step, layer {l + 1}", T + P * K, m, w) for l, (m, w) in enumerate(step) if m]
+        + _ep_update(s),
+    }
+    m = list(mlp_sizes)
+    fwd = [Kernels(f"forward W{l}", 1, m[l - 1] * m[l], m[l - 1] * m[l]) for l in range(1, len(m))]
+    back = [Kernels(f"backward delta W{l}", 1, m[l - 1] * m[l], m[l - 1] * m[l]) for l in range(2, len(m))]
+    grads = [Kernels(f"gradient W{l}", 1, m[l - 1] * m[l], m[l - 1] * m[l]) for l in range(1, len(m))]
+    upd = [Kernels(f"SGD update W{l}", 1, m[l - 1] * m[l], m[l - 1] * m[l]) for l in range(1, len(m))]
+    out["mlp_bp"] = {"inference": fwd, "training": fwd + back + grads + upd}
+    return out
+
+
+def total_macs(kernels: Sequence[Kernels]) -> int:
+    return sum(k.count * k.macs for k in kernels)
+
+
+def launches(kernels: Sequence[Kernels]) -> int:
+    return sum(k.count for k in kernels)
+
+
+# --------------------------------------------------------------------------------------------
+# GPU energy
+# --------------------------------------------------------------------------------------------
+
+def gpu_energy(kernels: Sequence[Kernels], preset, batch: int | None, weight_bytes: int = 4) -> float:
+    """Joules per example; ``batch`` None: the peak regime (2 MACs x P / peak_flops)."""
+    P = preset.board_power_w.value
+    peak = preset.peak_tflops.value * 1e12
+    if batch is None:
+        return 2.0 * total_macs(kernels) * P / peak
+    bw = preset.memory_bandwidth_gbs.value * 1e9
+    t_launch = preset.kernel_launch_us.value * 1e-6
+    seconds = sum(k.count * max(t_launch, 2.0 * k.macs * batch / peak, k.weights * weight_bytes / bw)
+                  for k in kernels)
+    return P * seconds / batch
+
+
+def regime_name(batch: int | None) -> str:
+    return "peak" if batch is None else f"batch {batch}"
+
+
+# --------------------------------------------------------------------------------------------
+# Neuromorphic energy
+# --------------------------------------------------------------------------------------------
+
+def layer_totals(per_example: dict, phases: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``{layer: {kind: count}}`` summed over ``phases`` of the nested counts."""
+    out: dict[str, dict[str, float]] = {}
+    for phase in phases:
+        for layer, kinds in per_example.get(phase, {}).items():
+            for kind, v in kinds.items():
+                out.setdefault(layer, {}).setdefault(kind, 0.0)
+                out[layer][kind] += v
+    return out
+
+
+def event_totals(per_example: dict, phases: Sequence[str], drop_layers: Sequence[str] = ()) -> dict[str, float]:
+    """Counts per kind over layers (except ``drop_layers``) and the given phases."""
     if not any(p in per_example for p in phases):
         raise CountsMissing(f"no event counts for phases {list(phases)} (run the train_eqspike stage)")
-    totals = events.totals(events.from_json(per_example), phases)
-    return {kind: totals[kind] for kind in EVENT_KINDS}
+    totals = {kind: 0.0 for kind in EVENT_KINDS}
+    for layer, kinds in layer_totals(per_example, phases).items():
+        if layer in drop_layers:
+            continue
+        for kind in EVENT_KINDS:
+            totals[kind] += kinds.get(kind, 0.0)
+    return totals
 
 
-def neuromorphic_energy(totals: dict[str, float], preset: NeuromorphicPresetCfg) -> dict[str, float]:
-    """Joules per example, total and per event kind."""
-    parts = {kind: totals[kind] * getattr(preset, field).value * PJ for kind, field in EVENT_KINDS.items()}
-    return {"total_j": sum(parts.values()), **{f"{k}_j": v for k, v in parts.items()}}
+def state_variables(sizes: Sequence[int]) -> int:
+    """Values that define the free state: per non-input neuron its state, accumulator and
+    trace; per input its accumulator and trace."""
+    return 2 * sizes[0] + 3 * sum(sizes[1:])
 
 
-def macs_per_step(sizes: Sequence[int]) -> int:
-    below = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    above = sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
-    return below + above
+def neuromorphic_energy(counts: dict, preset, state_values: int = 0, offchip_macs: int = 0,
+                        mac_pj: float = 0.0) -> dict[str, float]:
+    """Joules per example: total and per part."""
+    parts = {f"{kind}_j": counts[kind] * getattr(preset, field).value * PJ for kind, field in EVENT_KINDS.items()}
+    parts["state_store_restore_j"] = 2.0 * state_values * preset.state_access_pj.value * PJ
+    parts["off_chip_j"] = offchip_macs * mac_pj * PJ
+    return {"total_j": sum(parts.values()), **parts}
 
 
-def rate_network_macs(sizes: Sequence[int], T: int, K: int, nudged_phases: int) -> dict[str, int]:
-    """MACs of the equivalent rate-based network per inference and per training example."""
-    step = macs_per_step(sizes)
-    update = sizes[0] * sizes[1] + 2 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
-    return {
-        "macs_per_step": step,
-        "inference_macs": T * step,
-        "training_macs": (T + nudged_phases * K) * step + update,
-    }
+def neuromorphic_variants(per_example: dict, sizes: Sequence[int], nudged_phases: int, preset,
+                          mac_pj: float) -> dict[str, dict[str, dict]]:
+    """``{variant: {task: energy parts}}`` for the four combinations of free state (store | rerun)
+    and input layer (on chip | off chip). Only symmetric nudging restarts from the free state."""
+    train = per_example["train"]
+    infer = per_example["inference"]
+    second = nudged_phases > 1
+    out = {}
+    for input_mode in ("input on chip", "input off chip"):
+        drop = ("input",) if input_mode == "input off chip" else ()
+        n01 = sizes[0] * sizes[1]
+        inf_counts = event_totals(infer, ("inference",), drop)
+        base = event_totals(train, ("free", "nudged"), drop)
+        free = event_totals(train, ("free",), drop)
+        if input_mode == "input off chip":
+            # the input layer's spike-triggered updates go with it: W_1 learns off chip, x^T (ds)
+            inf_extra, train_extra = n01, 2 * n01
+        else:
+            inf_extra = train_extra = 0
+        for state_mode in ("store", "rerun"):
+            if state_mode == "rerun" and second:
+                counts = {k: base[k] + free[k] for k in base}
+                tr = neuromorphic_energy(counts, preset, 0, train_extra, mac_pj)
+            else:
+                tr = neuromorphic_energy(base, preset, state_variables(sizes) if second else 0, train_extra, mac_pj)
+            out[f"{input_mode}, free state {state_mode}"] = {
+                "inference": neuromorphic_energy(inf_counts, preset, 0, inf_extra, mac_pj), "training": tr}
+    return out
 
 
-def gpu_energy(macs: dict[str, int], preset: GpuPresetCfg) -> dict[str, float]:
-    """Joules per inference and per training example on the GPU preset."""
-    if preset.flop_pj is not None:
-        e = preset.flop_pj.value * PJ
-        return {"inference_j": 2 * macs["inference_macs"] * e, "training_j": 2 * macs["training_macs"] * e}
-    return {"inference_j": preset.inference_j.value, "training_j": preset.training_example_j.value}
+def input_share(per_example: dict) -> dict[str, float]:
+    """Share of the input layer in the synaptic events (training and inference)."""
+    out = {}
+    for task, phases in (("training", ("free", "nudged")), ("inference", ("inference",))):
+        lt = layer_totals(per_example["train" if task == "training" else "inference"], phases)
+        total = sum(k.get("synaptic_events", 0.0) for k in lt.values())
+        out[task] = lt.get("input", {}).get("synaptic_events", 0.0) / total if total else math.nan
+    return out
 
+
+# --------------------------------------------------------------------------------------------
+# The comparison
+# --------------------------------------------------------------------------------------------
 
 def ratio(gpu_j: float, neuro_j: float) -> float:
     """How many times less energy the neuromorphic estimate needs (inf when it needs none)."""
     return gpu_j / neuro_j if neuro_j > 0 else math.inf
 
 
-def log_distance(a: float, b: float) -> float:
-    """|log10(a / b)|: how many decades apart two ratios are."""
-    return abs(math.log10(a / b)) if a > 0 and b > 0 and math.isfinite(a) else math.inf
+def compare(counts: dict, rate: dict, mlp: dict, neuro: dict, gpus: dict, measured: dict, batches: Sequence[int],
+            headline: dict, variant: str, mac_pj: float, paper: dict) -> dict:
+    """Every GPU workload x regime x GPU preset (and measured entries) against every
+    neuromorphic preset. ``counts``: the train_eqspike stage's events.json; ``rate``/``mlp``:
+    the other models' configs (``sizes``, ``T``, ``K``, ``nudged_phases``); ``measured``:
+    ``{name: entry}`` with ``gpu``, ``workload``, ``batch``, ``inference_j``, ``training_j``;
+    ``headline``: ``gpu``, ``neuromorphic``, ``workload``, ``regime``; ``variant``: the
+    neuromorphic variant of the table; ``paper``: ``inference_ratio``, ``training_ratio``."""
+    spiking = {k: counts[k] for k in ("sizes", "T", "K", "nudged_phases")}
+    work = workloads(spiking, rate, mlp["sizes"])
+    per_example = counts["per_example"]
+    neuro_e = {name: neuromorphic_variants(per_example, spiking["sizes"], spiking["nudged_phases"], p, mac_pj)
+               for name, p in neuro.items()}
+    gpu_rows = []
+    for wname, tasks in work.items():
+        for gname, preset in gpus.items():
+            for batch in (None, *batches):
+                gpu_rows.append({"workload": wname, "regime": regime_name(batch), "gpu": gname, "kind": "model",
+                                 **{f"{t}_j": gpu_energy(tasks[t], preset, batch) for t in TASKS}})
+        for mname, m in measured.items():
+            if m["workload"] == wname:
+                gpu_rows.append({"workload": wname, "regime": "measured", "gpu": m["gpu"], "kind": m["kind"],
+                                 "inference_j": m["inference_j"], "training_j": m.get("training_j"),
+                                 "batch": m["batch"], "entry": mname})
+    pairs = []
+    for row in gpu_rows:
+        for nname, variants in neuro_e.items():
+            for vname, ve in variants.items():
+                pairs.append({**{k: row[k] for k in ("workload", "regime", "gpu", "kind")}, "neuromorphic": nname,
+                              "variant": vname,
+                              **{f"{t}_ratio": (ratio(row[f"{t}_j"], ve[t]["total_j"]) if row.get(f"{t}_j") is not None
+                                                else None) for t in TASKS},
+                              **{f"gpu_{t}_j": row.get(f"{t}_j") for t in TASKS},
+                              **{f"neuromorphic_{t}_j": ve[t]["total_j"] for t in TASKS}})
+    head = next((p for p in pairs if p["workload"] == headline["workload"] and p["regime"] == headline["regime"]
+                 and p["gpu"] == headline["gpu"] and p["neuromorphic"] == headline["neuromorphic"]
+                 and p["variant"] == variant), None)
+    if head is None:
+        raise ValueError(f"energy.headline: no row {headline} with variant {variant!r}")
+    return {
+        "workloads": {w: {t: {"macs": total_macs(k), "launches": launches(k),
+                              "kernels": [vars(x) for x in k]} for t, k in tasks.items()} for w, tasks in work.items()},
+        "gpu_rows": gpu_rows,
+        "neuromorphic": neuro_e,
+        "input_share": input_share(per_example),
+        "state_variables": state_variables(spiking["sizes"]),
+        "pairs": pairs,
+        "variant": variant,
+        "headline": head,
+        "paper": paper,
+        "assumptions": assumptions(pairs, paper, variant),
+    }
 
 
-def energy_chart(rows: Sequence[dict], presets: dict, path: Path, paper_inference: float,
-                 paper_training: float) -> None:
-    """Left: energy per inference and per training example of every preset (log scale).
-    Right: GPU / neuromorphic energy ratio of every pair, the paper's ratios marked."""
+def assumptions(pairs: Sequence[dict], paper: dict, variant: str) -> dict[str, str]:
+    """One sentence per claim: under which workload / regime / presets the paper's ratio holds,
+    and under which it does not."""
+    out = {}
+    for task in TASKS:
+        target = paper[f"{task}_ratio"]
+        rows = [p for p in pairs if p["variant"] == variant and p[f"{task}_ratio"] is not None]
+        hold = [p for p in rows if p[f"{task}_ratio"] >= target]
+        best = max(rows, key=lambda p: p[f"{task}_ratio"])
+        regimes = sorted({p["regime"] for p in rows})
+        if not hold:
+            out[task] = (f"The paper's {target:g}x for {task} holds under none of the {len(rows)} combinations "
+                         f"(variant {variant}); the largest is {best[f'{task}_ratio']:.3g}x ({best['workload']} on "
+                         f"{best['gpu']} at {best['regime']} vs {best['neuromorphic']}).")
+            continue
+        parts = []
+        for w in WORKLOADS:
+            hw = [p for p in hold if p["workload"] == w]
+            if hw:
+                regs = sorted({p["regime"] for p in hw})
+                neuros = sorted({p["neuromorphic"] for p in hw})
+                parts.append(f"{w} at {', '.join(regs)} (vs {', '.join(neuros)})")
+        never_w = [w for w in WORKLOADS if w in {p["workload"] for p in rows} and w not in {p["workload"] for p in hold}]
+        never_r = [r for r in regimes if r not in {p["regime"] for p in hold}]
+        text = (f"The paper's {target:g}x for {task} holds in {len(hold)} of {len(rows)} combinations "
+                f"(variant {variant}), all with the GPU running {'; '.join(parts)}")
+        if never_r:
+            text += f"; it never holds at {', '.join(never_r)}"
+        if never_w:
+            text += f", nor when the GPU runs {', '.join(never_w)}"
+        out[task] = text + "."
+    return out
+
+
+def flat_metrics(comparison: dict) -> dict[str, float]:
+    """The headline, the spread and the per-workload ratios against the headline's neuromorphic
+    preset as one flat mapping."""
+    h = comparison["headline"]
+    out = {"inference_ratio": h["inference_ratio"], "training_ratio": h["training_ratio"],
+           "neuromorphic_inference_uj": h["neuromorphic_inference_j"] * 1e6,
+           "neuromorphic_training_uj": h["neuromorphic_training_j"] * 1e6,
+           "gpu_inference_uj": h["gpu_inference_j"] * 1e6, "gpu_training_uj": h["gpu_training_j"] * 1e6,
+           "input_share_of_synaptic_events": comparison["input_share"]["training"]}
+    for p in comparison["pairs"]:
+        if p["neuromorphic"] == h["neuromorphic"] and p["gpu"] == h["gpu"] and p["variant"] == comparison["variant"]:
+            key = f"{p['workload']}.{p['regime'].replace(' ', '')}"
+            for t in TASKS:
+                if p[f"{t}_ratio"] is not None and math.isfinite(p[f"{t}_ratio"]):
+                    out[f"{key}.{t}_ratio"] = p[f"{t}_ratio"]
+    return out
+
+
+def energy_chart(comparison: dict, path: Path) -> None:
+    """GPU / neuromorphic energy ratio for each workload x regime (x the headline GPU), one
+    marker per neuromorphic preset; inference left, training right; the paper's ratios marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = list(presets)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1, 1.6]})
-    xs = np.arange(len(names))
-    ax1.bar(xs - 0.2, [presets[n]["inference_j"] for n in names], 0.4, label="per inference")
-    ax1.bar(xs + 0.2, [presets[n]["training_j"] for n in names], 0.4, label="per training example")
-    ax1.set_yscale("log")
-    ax1.set_xticks(xs, [f"{n}\n({presets[n]['kind']})" for n in names], rotation=60, ha="right", fontsize=8)
-    ax1.set_ylabel("energy (J)")
-    ax1.legend(fontsize=8)
-    ax1.grid(alpha=0.3, axis="y", which="both")
-    labels = [f"{r['gpu']} / {r['neuromorphic']}" for r in rows]
-    xr = np.arange(len(rows))
-    ax2.scatter(xr, [r["inference_ratio"] for r in rows], marker="o", label="inference")
-    ax2.scatter(xr, [r["training_ratio"] for r in rows], marker="^", label="training")
-    ax2.axhline(paper_inference, color="C0", ls="--", lw=1, label=f"paper, inference ({paper_inference:g}x)")
-    ax2.axhline(paper_training, color="C1", ls="--", lw=1, label=f"paper, training ({paper_training:g}x)")
-    ax2.axhline(1, color="k", lw=0.8)
-    ax2.set_yscale("log")
-    ax2.set_xticks(xr, labels, rotation=75, ha="right", fontsize=7)
-    ax2.set_ylabel("GPU energy / neuromorphic energy")
-    ax2.legend(fontsize=8)
-    ax2.grid(alpha=0.3, axis="y", which="both")
-    fig.suptitle("EqSpike energy estimates from measured event counts (claim C4)")
+    h, variant, paper = comparison["headline"], comparison["variant"], comparison["paper"]
+    rows = [p for p in comparison["pairs"] if p["variant"] == variant and (p["gpu"] == h["gpu"] or p["regime"] == "measured")]
+    labels = sorted({(p["workload"], p["regime"], p["gpu"]) for p in rows}, key=lambda x: (WORKLOADS.index(x[0]), x[1]))
+    neuros = sorted({p["neuromorphic"] for p in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5), sharey=False)
+    for ax, task in zip(axes, TASKS):
+        for k, n in enumerate(neuros):
+            xs, ys = [], []
+            for i, lab in enumerate(labels):
+                p = next((p for p in rows if (p["workload"], p["regime"], p["gpu"]) == lab and p["neuromorphic"] == n), None)
+                if p is not None and p[f"{task}_ratio"] is not None:
+                    xs.append(i + (k - len(neuros) / 2) * 0.12)
+                    ys.append(p[f"{task}_ratio"])
+            ax.scatter(xs, ys, label=n, color=f"C{k}", s=25)
+        ax.axhline(paper[f"{task}_ratio"], color="r", ls="--", lw=1, label=f"paper ({paper[f'{task}_ratio']:g}x)")
+        ax.axhline(1, color="k", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(labels)), [f"{w}\n{r}\n{g}" for w, r, g in labels], rotation=60, ha="right",
+                      fontsize=7)
+        ax.set_ylabel(f"GPU energy / neuromorphic energy, {task}")
+        ax.set_title(f"{task} ({variant})", fontsize=10)
+        ax.grid(alpha=0.3, axis="y", which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("EqSpike energy against three GPU workloads at stated utilisation (claim C4)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-PAIR_FIELDS = ["neuromorphic", "gpu", "neuromorphic_inference_j", "gpu_inference_j", "inference_ratio",
-               "neuromorphic_training_j", "gpu_training_j", "training_ratio"]
-
-
-def compare(events: dict, neuro: dict, gpus: dict, head_neuro: str, head_gpu: str,
-            paper_inference_ratio: float, paper_training_ratio: float) -> dict:
-    """Every neuromorphic preset against every GPU preset, from the event counts written by the
-    train_eqspike stage: energies, ratio of each pair, the headline pair, the pairs closest to
-    the paper's ratios (in decades) and the spread."""
-    per_example = events["per_example"]
-    train_counts = event_totals(per_example["train"], ("free", "nudged"))
-    infer_counts = event_totals(per_example["inference"], ("inference",))
-    macs = rate_network_macs(events["sizes"], events["T"], events["K"], events["nudged_phases"])
-    energies = {}
-    for name, preset in neuro.items():
-        inf, tr = neuromorphic_energy(infer_counts, preset), neuromorphic_energy(train_counts, preset)
-        energies[name] = {"kind": "neuromorphic", "inference_j": inf["total_j"], "training_j": tr["total_j"],
-                          "inference_breakdown_j": inf, "training_breakdown_j": tr}
-    for name, preset in gpus.items():
-        g = gpu_energy(macs, preset)
-        energies[name] = {"kind": "gpu", "inference_j": g["inference_j"], "training_j": g["training_j"]}
-    rows = []
-    for g in gpus:
-        for n in neuro:
-            rows.append({
-                "neuromorphic": n, "gpu": g,
-                "neuromorphic_inference_j": energies[n]["inference_j"], "gpu_inference_j": energies[g]["inference_j"],
-                "inference_ratio": ratio(energies[g]["inference_j"], energies[n]["inference_j"]),
-                "neuromorphic_training_j": energies[n]["training_j"], "gpu_training_j": energies[g]["training_j"],
-                "training_ratio": ratio(energies[g]["training_j"], energies[n]["training_j"]),
-            })
-    head = next(r for r in rows if r["neuromorphic"] == head_neuro and r["gpu"] == head_gpu)
-    closest_inf = min(rows, key=lambda r: log_distance(r["inference_ratio"], paper_inference_ratio))
-    closest_tr = min(rows, key=lambda r: log_distance(r["training_ratio"], paper_training_ratio))
-    finite = [r for r in rows if r["inference_ratio"] < float("inf")]
-    return {
-        "headline": {k: head[k] for k in PAIR_FIELDS},
-        "paper": {"inference_ratio": paper_inference_ratio, "training_ratio": paper_training_ratio},
-        "closest_to_paper": {
-            "inference": {"pair": f"{closest_inf['gpu']} / {closest_inf['neuromorphic']}",
-                          "ratio": closest_inf["inference_ratio"],
-                          "decades_off": log_distance(closest_inf["inference_ratio"], paper_inference_ratio)},
-            "training": {"pair": f"{closest_tr['gpu']} / {closest_tr['neuromorphic']}",
-                         "ratio": closest_tr["training_ratio"],
-                         "decades_off": log_distance(closest_tr["training_ratio"], paper_training_ratio)},
-        },
-        "spread": {"inference_ratio_min": min(r["inference_ratio"] for r in finite),
-                   "inference_ratio_max": max(r["inference_ratio"] for r in finite),
-                   "training_ratio_min": min(r["training_ratio"] for r in finite),
-                   "training_ratio_max": max(r["training_ratio"] for r in finite)},
-        "pairs": rows,
-        "counts_per_example": {"inference": infer_counts, "training": train_counts},
-        "rate_network_macs": macs,
-        "presets": energies,
-    }
-
-
-def flat_metrics(comparison: dict) -> dict[str, float]:
-    """The headline and summary numbers of ``compare`` as one flat mapping (energies in uJ)."""
-    h, close, spread = comparison["headline"], comparison["closest_to_paper"], comparison["spread"]
-    out = {"inference_ratio": h["inference_ratio"], "training_ratio": h["training_ratio"]}
-    for side in ("neuromorphic", "gpu"):
-        for task in ("inference", "training"):
-            out[f"{side}_{task}_uj"] = h[f"{side}_{task}_j"] * 1e6
-    out["closest_inference_ratio"] = close["inference"]["ratio"]
-    out["closest_training_ratio"] = close["training"]["ratio"]
-    out.update({k: float(v) for k, v in spread.items()})
-    return out

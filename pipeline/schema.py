@@ -252,6 +252,27 @@ class EqSpikeCfg(TrainingCfg):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BPOutCfg:
+    models: str = opt("models/bp")
+    checkpoints: str = opt("checkpoints/bp")
+    runs: str = opt("runs/bp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BPCfg:
+    """The backprop MLP baseline (claims C3, C4; pipeline/bp.py)."""
+
+    sizes: list[int] = req(min_len=3, max_len=3, ge=1)
+    lr: list[float] = req(min_len=2, max_len=2, gt=0)
+    batch_size: int = req(ge=1)
+    epochs: int = req(ge=1)
+    eval_batch_size: int = req(ge=1)
+    lr_decay: float = req(gt=0, le=1)
+    ema_decay: float = opt(0.0, ge=0, lt=1)
+    out: BPOutCfg = opt(BPOutCfg())
+
+
+@dataclass(frozen=True, kw_only=True)
 class LeakyOutCfg:
     models: str = opt("models/eqspike_leaky")
     checkpoints: str = opt("checkpoints/eqspike_leaky")
@@ -369,26 +390,49 @@ class NeuromorphicPresetCfg:
     synaptic_event_pj: Sourced = req()  # a spike delivered to one synapse (read + accumulate)
     spike_pj: Sourced = req()  # generating and routing one spike
     neuron_update_pj: Sourced = req()  # one neuron's state update in one time step
-    weight_update_pj: Sourced = req()  # one spike-triggered synaptic weight change
+    weight_update_pj: Sourced = req()  # one spike-triggered synaptic weight change (a write)
+    state_access_pj: Sourced = req()  # store or restore one state value (free state, 2nd nudged phase)
 
 
 @dataclass(frozen=True, kw_only=True)
 class GpuPresetCfg:
-    """GPU energy: per FLOP (spec division), or measured per inference / training example."""
+    """A GPU's energy model (pipeline/energy.py): board power over the time of each kernel,
+    t = max(launch latency, FLOPs / peak, weight bytes / bandwidth)."""
 
     name: str = req(min_len=1)
     description: str = req(min_len=1)
-    flop_pj: Sourced | None = opt(None)
-    inference_j: Sourced | None = opt(None)
-    training_example_j: Sourced | None = opt(None)
+    peak_tflops: Sourced = req()  # at the precision of the preset
+    board_power_w: Sourced = req()
+    memory_bandwidth_gbs: Sourced = req()
+    kernel_launch_us: Sourced = req()
 
     def check(self, path: str) -> None:
-        measured = self.inference_j is not None and self.training_example_j is not None
-        if self.flop_pj is None and not measured:
-            raise ConfigError(
-                f"{path}.flop_pj: missing (a GPU preset needs flop_pj, or both inference_j and "
-                "training_example_j)"
-            )
+        for key in ("peak_tflops", "board_power_w", "memory_bandwidth_gbs", "kernel_launch_us"):
+            if getattr(self, key).value <= 0:
+                raise ConfigError(f"{path}.{key}.value: must be > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasuredGpuCfg:
+    """A measured GPU energy for one workload (scripts/gpu_energy.py, or a publication)."""
+
+    gpu: str = req(min_len=1)
+    kind: str = req(choices=("measured", "published"))
+    workload: str = req(choices=("spiking_sim", "rate_ep", "mlp_bp"))
+    batch: int = req(ge=1)
+    inference_j: Sourced = req()
+    training_j: Sourced | None = opt(None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadlineCfg:
+    """Which row of the table is the headline, by a rule stated in ``rule``."""
+
+    rule: str = req(min_len=3)
+    gpu: str = req(min_len=1)  # a file name in <preset_dir>/gpu
+    neuromorphic: str = req(min_len=1)  # a file name in <preset_dir>/neuromorphic
+    workload: str = req(choices=("spiking_sim", "rate_ep", "mlp_bp"))
+    regime: str = req(min_len=1)  # peak | batch <B> (B in energy.batches) | measured
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -401,15 +445,22 @@ class EnergyOutCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EnergyCfg:
-    """Energy estimate (claim C4). ``neuromorphic`` and ``gpu`` are the
-    headline pair; every preset file under ``preset_dir``/{neuromorphic,gpu} is compared."""
+    """Energy estimate (claim C4): every preset file under ``preset_dir``/{neuromorphic,gpu,measured}."""
 
-    neuromorphic: NeuromorphicPresetCfg = req()
-    gpu: GpuPresetCfg = req()
-    preset_dir: str = opt("conf/energy", min_len=1)
-    paper_inference_ratio: float = opt(1000.0, gt=0)
-    paper_training_ratio: float = opt(100.0, gt=0)
+    preset_dir: str = req(min_len=1)
+    batches: list[int] = req(min_len=1, ge=1)  # GPU batch sizes of the table, besides the peak regime
+    variant: str = req(choices=("input on chip, free state store", "input on chip, free state rerun",
+                                "input off chip, free state store", "input off chip, free state rerun"))
+    host_mac_pj: Sourced = req()  # a multiply-add on a digital host (the input layer off chip)
+    headline: HeadlineCfg = req()
+    paper_inference_ratio: float = req(gt=0)
+    paper_training_ratio: float = req(gt=0)
     out: EnergyOutCfg = opt(EnergyOutCfg())
+
+    def check(self, path: str) -> None:
+        regimes = ["peak", "measured", *(f"batch {b}" for b in self.batches)]
+        if self.headline.regime not in regimes:
+            raise ConfigError(f"{path}.headline.regime: {self.headline.regime!r} is not one of {regimes}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -421,6 +472,7 @@ class Config:
     neuron: NeuronCfg = req()
     eqspike: EqSpikeCfg = req()
     leaky: LeakyCfg = req()
+    bp: BPCfg = req()
     stdp: StdpCfg = req()
     energy: EnergyCfg | None = opt(None)
     report: ReportCfg = opt(ReportCfg())
@@ -428,7 +480,7 @@ class Config:
     bias: BiasCfg = req()
 
     def check(self, path: str) -> None:
-        for key in ("ep", "eqspike"):
+        for key in ("ep", "eqspike", "bp"):
             sizes = getattr(self, key).sizes
             if sizes[0] != self.data.n_pixels:
                 raise ConfigError(

@@ -4,7 +4,7 @@ intervals; statistics and verdicts in pipeline/stats.py).
     python -m stages.aggregate
     python -m stages.aggregate "runtime.seeds=[0,1]"
 
-Reads ``<runs>/seed<n>/metrics.json`` of the three models (rate EP, EqSpike, leaky EqSpike) for every seed in ``runtime.seeds``; writes
+Reads ``<runs>/seed<n>/metrics.json`` of the four models (rate EP, EqSpike, leaky EqSpike, backprop MLP) for every seed in ``runtime.seeds``; writes
 flat numbers to ``aggregate.out.metrics`` and the per-seed tables, intervals and verdicts to
 ``aggregate.out.detail`` (read by the report).
 """
@@ -22,6 +22,7 @@ from stages.common import Run, SeedPaths, repo_path, stage_main, write_json
 # both read-outs; names as the training stages write them)
 FIGURES = {
     "ep": ["test_accuracy", "val_accuracy", "seconds_per_epoch"],
+    "bp": ["test_accuracy", "val_accuracy", "seconds_per_epoch"],
     "eqspike_leaky": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "val_accuracy",
                       "val_accuracy_raw", "seconds_per_epoch"],
     "eqspike": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "test_accuracy_spike_count_raw",
@@ -32,7 +33,8 @@ FIGURES = {
 def worker(cfg: Config, run: Run) -> None:
     seeds = list(cfg.runtime.seeds)
     per_seed: dict[str, list[dict]] = {}
-    for model, out in (("ep", cfg.ep.out), ("eqspike", cfg.eqspike.out), ("eqspike_leaky", cfg.leaky.out)):
+    for model, out in (("ep", cfg.ep.out), ("eqspike", cfg.eqspike.out), ("eqspike_leaky", cfg.leaky.out),
+                       ("bp", cfg.bp.out)):
         rows = []
         for seed in seeds:
             path = SeedPaths(out, seed).metrics
@@ -44,7 +46,7 @@ def worker(cfg: Config, run: Run) -> None:
     summaries = {model: {f: stats.summary([r[f] for r in rows]) for f in FIGURES[model] if all(f in r for r in rows)}
                  for model, rows in per_seed.items()}
     n_full = cfg.data.train_images.shape[0]
-    sizes = {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "eqspike_leaky": cfg.eqspike.sizes}
+    sizes = {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "eqspike_leaky": cfg.eqspike.sizes, "bp": cfg.bp.sizes}
     guards = {model: stats.comparable(cfg.data.name, per_seed[model][0]["n_train"], n_full, sizes[model])
               for model in per_seed}
     rc = cfg.report

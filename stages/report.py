@@ -27,7 +27,8 @@ from stages.common import (
     stage_main,
 )
 
-STAGES = ["fetch_data", "train_ep", "train_eqspike", "aggregate", "bias", "stdp", "energy"]
+STAGES = ["fetch_data", "train_ep", "train_eqspike", "train_eqspike_leaky", "train_bp", "aggregate", "bias", "stdp",
+          "energy"]
 
 
 def read_json(path, stage: str) -> dict:
@@ -67,7 +68,7 @@ def worker(cfg: Config, run: Run) -> None:
         return os.path.relpath(repo_path(path) if isinstance(path, str) else path, md_path.parent)
 
     facts = {
-        "sizes": {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes},
+        "sizes": {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "bp": cfg.bp.sizes},
         "paper_eqspike_accuracy": cfg.report.paper_eqspike_accuracy,
         "paper_rate_accuracy": cfg.report.paper_rate_accuracy,
         "published": [to_dict(r) for r in cfg.report.published],

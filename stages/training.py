@@ -39,7 +39,7 @@ def write_csv(path, records) -> None:
 def schedule(model_cfg) -> Schedule:
     return Schedule(epochs=model_cfg.epochs, batch_size=model_cfg.batch_size, lr=list(model_cfg.lr),
                     lr_decay=model_cfg.lr_decay, ema_decay=model_cfg.ema_decay,
-                    random_sign=model_cfg.nudge == "random_sign")
+                    random_sign=getattr(model_cfg, "nudge", None) == "random_sign")
 
 
 # config keys that do not shape the weights: a finished run can be extended, evaluated in other

@@ -1,4 +1,5 @@
-"""Energy estimates (claim C4): hand-computed energies, every preset valid and sourced."""
+"""Energy estimates (claim C4): operation counts against hand counts, hand-computed energies in
+both GPU regimes, every preset valid and sourced, bad presets stopped before any work."""
 
 from __future__ import annotations
 
@@ -8,76 +9,181 @@ import pytest
 import yaml
 
 from pipeline import energy as en
-from pipeline.schema import ConfigError, GpuPresetCfg, NeuromorphicPresetCfg, parse
+from pipeline.schema import ConfigError, GpuPresetCfg, MeasuredGpuCfg, NeuromorphicPresetCfg, parse
 from stages.energy import load_presets, main, sources
 from tests.conftest import REPO
 
 PRESETS = REPO / "conf" / "energy"
+TINY = {"sizes": [3, 2, 1], "T": 4, "K": 2, "nudged_phases": 2}
 
 
 def neuro(**values) -> NeuromorphicPresetCfg:
     raw = {"name": "x", "description": "test"}
-    for field in ("synaptic_event_pj", "spike_pj", "neuron_update_pj", "weight_update_pj"):
+    for field in ("synaptic_event_pj", "spike_pj", "neuron_update_pj", "weight_update_pj", "state_access_pj"):
         raw[field] = {"value": values.get(field, 0.0), "source": "hand"}
     return parse(NeuromorphicPresetCfg, raw)
 
 
-def test_hand_built_counts_give_hand_computed_energy():
+def gpu(tflops=1.0, watts=100.0, gbs=10.0, launch_us=1.0) -> GpuPresetCfg:
+    return parse(GpuPresetCfg, {"name": "g", "description": "d",
+                                "peak_tflops": {"value": tflops, "source": "hand"},
+                                "board_power_w": {"value": watts, "source": "hand"},
+                                "memory_bandwidth_gbs": {"value": gbs, "source": "hand"},
+                                "kernel_launch_us": {"value": launch_us, "source": "hand"}})
+
+
+def test_workload_counts_on_a_tiny_network_match_hand_counts():
+    w = en.workloads(TINY, TINY, [3, 2, 1])
+    macs = {name: {t: en.total_macs(k) for t, k in tasks.items()} for name, tasks in w.items()}
+    # (a) every step: layer 1 from below 3*2 and above 2*1, layer 2 from below 2*1 -> 10 MACs
+    #     inference 4 steps; training 4 + 2*2 steps and the update 3*2 + 2*(2*1)
+    assert macs["spiking_sim"] == {"inference": 40, "training": 8 * 10 + 6 + 4}
+    # (b) the input product once (6), then per step 2*1 (layer 1 from above) + 2*1 (layer 2) = 4
+    assert macs["rate_ep"] == {"inference": 6 + 4 * 4, "training": 6 + 8 * 4 + 6 + 4}
+    # (c) forward 6 + 2 = 8; training forward 8, backward delta 2 and gradients 8, update 8
+    assert macs["mlp_bp"] == {"inference": 8, "training": 8 + 2 + 8 + 8}
+    launches = {name: {t: en.launches(k) for t, k in tasks.items()} for name, tasks in w.items()}
+    assert launches["spiking_sim"] == {"inference": 8, "training": 16 + 2}
+    assert launches["rate_ep"] == {"inference": 1 + 8, "training": 1 + 16 + 2}
+    assert launches["mlp_bp"] == {"inference": 2, "training": 2 + 1 + 2 + 2}
+
+
+def test_the_papers_network_counts_quoted_in_the_spec():
+    big = {"sizes": [784, 512, 10], "T": 60, "K": 30, "nudged_phases": 2}
+    rate = {"sizes": [784, 512, 10], "T": 30, "K": 10, "nudged_phases": 2}
+    w = en.workloads(big, rate, [784, 512, 10])
+    assert en.total_macs(w["spiking_sim"]["inference"]) == 24_698_880
+    assert en.total_macs(w["spiking_sim"]["training"]) == 49_809_408
+    assert en.total_macs(w["rate_ep"]["inference"]) == 708_608
+    assert en.total_macs(w["rate_ep"]["training"]) == 1_325_056
+
+
+def test_gpu_energy_peak_and_batch_regimes_by_hand():
+    k = [en.Kernels("k", 3, 1000, 500)]  # 3 launches of 1000 MACs over 500 weights
+    g = gpu(tflops=1.0, watts=100.0, gbs=10.0, launch_us=1.0)
+    # peak: 2 * 3000 FLOPs * 100 W / 1e12 FLOP/s
+    assert en.gpu_energy(k, g, None) == pytest.approx(6000 * 100 / 1e12)
+    # batch 1: each launch max(1 us, 2e3 / 1e12 s, 2000 B / 1e10 B/s = 0.2 us) = 1 us
+    assert en.gpu_energy(k, g, 1) == pytest.approx(100 * 3e-6)
+    # batch 1e4: compute-bound, 2e7 FLOPs / 1e12 = 20 us per launch, shared by 1e4 examples
+    assert en.gpu_energy(k, g, 10_000) == pytest.approx(100 * 3 * 20e-6 / 10_000)
+    # the fixed cost is per launch, not per MAC: ten times the MACs at batch 1 costs the same
+    assert en.gpu_energy([en.Kernels("k", 3, 10_000, 500)], g, 1) == pytest.approx(en.gpu_energy(k, g, 1))
+
+
+def test_neuromorphic_energy_by_hand_with_state_and_off_chip_parts():
     counts = {"synaptic_events": 1000.0, "spikes": 10.0, "neuron_updates": 100.0, "weight_updates": 50.0}
-    preset = neuro(synaptic_event_pj=2.0, spike_pj=1.0, neuron_update_pj=0.5, weight_update_pj=10.0)
-    e = en.neuromorphic_energy(counts, preset)
-    assert e["total_j"] == pytest.approx((2000 + 10 + 50 + 500) * 1e-12)
-    assert e["weight_updates_j"] == pytest.approx(500e-12)
+    preset = neuro(synaptic_event_pj=2.0, spike_pj=1.0, neuron_update_pj=0.5, weight_update_pj=10.0,
+                   state_access_pj=3.0)
+    e = en.neuromorphic_energy(counts, preset, state_values=7, offchip_macs=4, mac_pj=5.0)
+    assert e["state_store_restore_j"] == pytest.approx(2 * 7 * 3e-12)
+    assert e["off_chip_j"] == pytest.approx(20e-12)
+    assert e["total_j"] == pytest.approx((2000 + 10 + 50 + 500 + 42 + 20) * 1e-12)
 
 
-def test_event_totals_sum_layers_and_phases():
-    per_example = {"free": {"input": {"spikes": 3.0}, "layer1": {"spikes": 2.0}, "all": {"time_steps": 40.0}},
-                   "nudged": {"layer1": {"spikes": 1.0, "weight_updates": 7.0}}}
-    t = en.event_totals(per_example, ("free", "nudged"))
-    assert t["spikes"] == 6.0 and t["weight_updates"] == 7.0 and t["synaptic_events"] == 0.0
-    with pytest.raises(en.CountsMissing):
-        en.event_totals(per_example, ("inference",))
+def test_variants_input_off_chip_and_free_state():
+    per_example = {
+        "train": {"free": {"input": {"synaptic_events": 100.0}, "layer1": {"synaptic_events": 10.0}},
+                  "nudged": {"input": {"synaptic_events": 200.0, "weight_updates": 200.0},
+                             "layer1": {"synaptic_events": 20.0, "weight_updates": 20.0}}},
+        "inference": {"inference": {"input": {"synaptic_events": 100.0}, "layer1": {"synaptic_events": 10.0}}}}
+    preset = neuro(synaptic_event_pj=1.0, weight_update_pj=1.0, state_access_pj=1.0)
+    v = en.neuromorphic_variants(per_example, [3, 2, 1], 2, preset, mac_pj=1.0)
+    pj = 1e-12
+    assert v["input on chip, free state store"]["inference"]["total_j"] == pytest.approx(110 * pj)
+    store = (330 + 220 + 2 * en.state_variables([3, 2, 1])) * pj
+    assert v["input on chip, free state store"]["training"]["total_j"] == pytest.approx(store)
+    assert v["input on chip, free state rerun"]["training"]["total_j"] == pytest.approx((330 + 110 + 220) * pj)
+    # off chip: the input layer's events go, W_1 x (6 MACs) and the update (6) are charged per MAC
+    assert v["input off chip, free state store"]["inference"]["total_j"] == pytest.approx((10 + 6) * pj)
+    assert en.input_share(per_example)["training"] == pytest.approx(300 / 330)
+    assert en.state_variables([3, 2, 1]) == 2 * 3 + 3 * 3
 
 
-def test_rate_network_macs_by_hand():
-    m = en.rate_network_macs([784, 512, 10], T=40, K=20, nudged_phases=2)
-    step = 784 * 512 + 512 * 10 + 512 * 10
-    assert m["macs_per_step"] == step
-    assert m["inference_macs"] == 40 * step
-    assert m["training_macs"] == 80 * step + 784 * 512 + 2 * 512 * 10
-    gpu = parse(GpuPresetCfg, {"name": "g", "description": "d", "flop_pj": {"value": 10.0, "source": "by hand"}})
-    assert en.gpu_energy(m, gpu)["inference_j"] == pytest.approx(2 * 40 * step * 10e-12)
+def test_assumption_sentences_name_where_the_ratio_holds():
+    pairs = [{"workload": "mlp_bp", "regime": "batch 1", "gpu": "g", "neuromorphic": "n", "variant": "v",
+              "inference_ratio": 2000.0, "training_ratio": 50.0},
+             {"workload": "mlp_bp", "regime": "peak", "gpu": "g", "neuromorphic": "n", "variant": "v",
+              "inference_ratio": 0.2, "training_ratio": 0.1}]
+    s = en.assumptions(pairs, {"inference_ratio": 1000.0, "training_ratio": 100.0}, "v")
+    assert "holds in 1 of 2" in s["inference"] and "mlp_bp at batch 1" in s["inference"]
+    assert "never holds at peak" in s["inference"]
+    assert s["training"].startswith("The paper's 100x for training holds under none")
 
 
 def test_every_preset_composes_with_a_source_for_each_value():
     neuro_presets = load_presets(PRESETS, "neuromorphic", NeuromorphicPresetCfg)
     gpu_presets = load_presets(PRESETS, "gpu", GpuPresetCfg)
+    measured = load_presets(PRESETS, "measured", MeasuredGpuCfg)
     assert {"loihi", "truenorth", "cmos_rram", "cmos_pcm"} <= set(neuro_presets)
-    assert {"v100_fp32", "h100_fp32", "h100_bf16", "k4000_batch1_measured"} <= set(gpu_presets)
+    assert {"v100_fp32", "a100_fp32", "h100_fp32", "h100_bf16"} <= set(gpu_presets)
+    assert "blouw2019_k4000" in measured
     for name, preset in {**neuro_presets, **gpu_presets}.items():
         assert preset.name == name
         src = sources(preset)
         assert src and all(len(s) > 10 for s in src.values()), name
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda d: d.pop("weight_update_pj"), "weight_update_pj: missing"),
-    (lambda d: d["spike_pj"].update(value=-1.0), "spike_pj.value: must be >= 0"),
-    (lambda d: d["spike_pj"].pop("source"), "spike_pj.source: missing"),
+@pytest.mark.parametrize("kind,cls,mutate,needle", [
+    ("neuromorphic", NeuromorphicPresetCfg, lambda d: d.pop("weight_update_pj"), "weight_update_pj: missing"),
+    ("neuromorphic", NeuromorphicPresetCfg, lambda d: d["spike_pj"].update(value=-1.0), "spike_pj.value: must be >= 0"),
+    ("neuromorphic", NeuromorphicPresetCfg, lambda d: d["spike_pj"].pop("source"), "spike_pj.source: missing"),
+    ("gpu", GpuPresetCfg, lambda d: d.pop("kernel_launch_us"), "kernel_launch_us: missing"),
+    ("gpu", GpuPresetCfg, lambda d: d["board_power_w"].update(value=0.0), "board_power_w.value: must be > 0"),
+    ("gpu", GpuPresetCfg, lambda d: d["peak_tflops"].pop("source"), "peak_tflops.source: missing"),
+    ("measured", MeasuredGpuCfg, lambda d: d.update(workload="resnet"), "workload"),
 ])
-def test_bad_preset_is_named(tmp_path, mutate, needle):
-    raw = yaml.safe_load((PRESETS / "neuromorphic" / "loihi.yaml").read_text())
+def test_bad_preset_is_named(tmp_path, kind, cls, mutate, needle):
+    src = {"neuromorphic": "neuromorphic/loihi.yaml", "gpu": "gpu/v100_fp32.yaml",
+           "measured": "measured/blouw2019_k4000.yaml"}[kind]
+    raw = yaml.safe_load((PRESETS / src).read_text())
     mutate(raw)
-    (tmp_path / "neuromorphic").mkdir()
-    (tmp_path / "neuromorphic" / "bad.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / kind).mkdir()
+    (tmp_path / kind / "bad.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError) as err:
-        load_presets(tmp_path, "neuromorphic", NeuromorphicPresetCfg)
+        load_presets(tmp_path, kind, cls)
     assert "bad.yaml" in str(err.value) and needle in str(err.value)
 
 
-def test_gpu_preset_needs_an_energy():
-    with pytest.raises(ConfigError, match="flop_pj: missing"):
-        parse(GpuPresetCfg, {"name": "g", "description": "d"}, "gpu")
+def _counts(tmp_path):
+    events = {"per_example": {"train": {"free": {"layer1": {"spikes": 100.0}},
+                                        "nudged": {"layer1": {"synaptic_events": 1e4},
+                                                   "input": {"weight_updates": 1e3}}},
+                              "inference": {"inference": {"layer1": {"spikes": 50.0, "synaptic_events": 5e3}}}},
+              "sizes": [784, 512, 10], "T": 40, "K": 20, "nudged_phases": 2}
+    path = tmp_path / "runs" / "seed0" / "events.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(events))
+    return [f"energy.out.metrics={tmp_path / 'e.json'}", f"energy.out.table_csv={tmp_path / 'e.csv'}",
+            f"energy.out.chart_png={tmp_path / 'e.png'}", f"eqspike.out.runs={tmp_path / 'runs'}",
+            f"energy.out.detail={tmp_path / 'ed.json'}"]
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("energy.headline.workload=resnet", "energy.headline.workload"),
+    ("energy.headline.gpu=tpu", "energy.headline.gpu"),
+    ("energy.headline.regime=batch 7", "energy.headline.regime"),
+])
+def test_bad_headline_stops_before_any_work(tmp_path, mlflow_store, capsys, override, needle):
+    out = _counts(tmp_path)
+    assert main([*out, override]) in (1, 2)
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "ed.json").exists()
+
+
+def test_bad_preset_file_stops_the_stage_before_any_work(tmp_path, mlflow_store, capsys):
+    presets = tmp_path / "presets"
+    for kind in ("neuromorphic", "gpu", "measured"):
+        (presets / kind).mkdir(parents=True)
+        for f in (PRESETS / kind).glob("*.yaml"):
+            (presets / kind / f.name).write_text(f.read_text())
+    raw = yaml.safe_load((PRESETS / "gpu" / "v100_fp32.yaml").read_text())
+    raw["memory_bandwidth_gbs"]["value"] = -900.0
+    (presets / "gpu" / "v100_fp32.yaml").write_text(yaml.safe_dump(raw))
+    out = _counts(tmp_path)
+    assert main([*out, f"energy.preset_dir={presets}"]) == 1
+    assert "memory_bandwidth_gbs" in capsys.readouterr().err
+    assert not (tmp_path / "ed.json").exists()
 
 
 def test_stage_without_counts_stops_naming_them(tmp_path, mlflow_store, capsys):
@@ -87,24 +193,18 @@ def test_stage_without_counts_stops_naming_them(tmp_path, mlflow_store, capsys):
 
 
 def test_stage_end_to_end_on_given_counts(tmp_path, mlflow_store):
-    events = {"per_example": {"train": {"free": {"layer1": {"spikes": 100.0}},
-                                        "nudged": {"layer1": {"synaptic_events": 1e4},
-                                                   "input": {"weight_updates": 1e3}}},
-                              "inference": {"inference": {"layer1": {"spikes": 50.0, "synaptic_events": 5e3}}}},
-              "sizes": [784, 512, 10], "T": 40, "K": 20, "nudged_phases": 2}
-    path = tmp_path / "runs" / "seed0" / "events.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(events))
-    out = [f"energy.out.metrics={tmp_path / 'e.json'}", f"energy.out.table_csv={tmp_path / 'e.csv'}",
-           f"energy.out.chart_png={tmp_path / 'e.png'}", f"eqspike.out.runs={tmp_path / 'runs'}",
-           f"energy.out.detail={tmp_path / 'ed.json'}"]
+    out = _counts(tmp_path)
     assert main(out) == 0
     flat = json.loads((tmp_path / "e.json").read_text())
     assert all(isinstance(v, float) for v in flat.values())
     m = json.loads((tmp_path / "ed.json").read_text())
-    assert flat["inference_ratio"] == pytest.approx(m["headline"]["inference_ratio"])
+    h = m["headline"]
+    assert (h["workload"], h["regime"], h["gpu"], h["neuromorphic"]) == ("mlp_bp", "batch 1", "v100_fp32", "loihi")
+    assert flat["inference_ratio"] == pytest.approx(h["inference_ratio"])
     loihi = 5e3 * 23.6e-12 + 50 * 1.7e-12
-    assert m["presets"]["loihi"]["inference_j"] == pytest.approx(loihi)
-    assert m["headline"]["inference_ratio"] == pytest.approx(m["presets"]["v100_fp32"]["inference_j"] / loihi)
+    assert h["neuromorphic_inference_j"] == pytest.approx(loihi)
+    # V100 at batch 1: two launch-bound kernels of 5 us at 300 W
+    assert h["gpu_inference_j"] == pytest.approx(300 * 2 * 5e-6)
+    assert h["inference_ratio"] == pytest.approx(300 * 2 * 5e-6 / loihi)
+    assert set(m["assumptions"]) == {"inference", "training"}
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
-    assert len((tmp_path / "e.csv").read_text().splitlines()) == 1 + 4 * 5
