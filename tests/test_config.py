@@ -29,7 +29,10 @@ def test_params_yaml_is_byte_for_byte_what_dvc_writes():
     assert compose_text([]) == (REPO / "params.yaml").read_text(encoding="utf-8")
 
 
-GROUP_FILES = sorted((str(p.parent.relative_to(CONF)), p.stem) for p in CONF.glob("*/**/*.yaml"))
+# conf/energy/{gpu,neuromorphic,measured}/ hold presets the energy stage reads itself (validated in
+# tests/test_energy.py), not Hydra groups
+GROUP_FILES = sorted((str(p.parent.relative_to(CONF)), p.stem) for p in CONF.glob("*/**/*.yaml")
+                     if p.parent.parent != CONF / "energy")
 
 
 @pytest.mark.parametrize("group,name", GROUP_FILES)

@@ -125,9 +125,12 @@ def test_stdp_declares_what_it_reads(stage_env, monkeypatch, tmp_path):
     data, out = stage_env
     params = init_params([784, 16, 10], seed=0)
     params.W[0][:] *= 4
-    save_weights(tmp_path / "w.npz", params)
+    for model in ("eqspike", "leaky"):
+        (tmp_path / model).mkdir()
+        save_weights(tmp_path / model / "seed0.npz", params)
     read = run_stage(monkeypatch, "stdp", [
-        *data, f"stdp.weights={tmp_path / 'w.npz'}", "stdp.n_examples=20", "stdp.synapses_per_layer=20",
+        *data, f"eqspike.out.models={tmp_path / 'eqspike'}", f"leaky.out.models={tmp_path / 'leaky'}",
+        "stdp.n_examples=20", "stdp.synapses_per_layer=20", "stdp.bootstrap=20",
         "eqspike.T=8", "eqspike.K=4", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
         f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",
         f"stdp.out.detail={out / 'sd.json'}",

@@ -77,10 +77,10 @@ def test_crafted_weights_file_is_rejected_with_a_clear_message(kind, message, tm
     from stages.stdp import main
 
     _, data = mnist_like_dir
-    crafted(tmp_path / "w.npz", kind)
-    assert main([*data, f"stdp.weights={tmp_path / 'w.npz'}", "eqspike.sizes=[784,16,10]"]) == 1
+    crafted(tmp_path / "seed0.npz", kind)
+    assert main([*data, f"eqspike.out.models={tmp_path}", "eqspike.sizes=[784,16,10]"]) == 1
     err = capsys.readouterr().err
-    assert message in err and str(tmp_path / "w.npz") in err
+    assert message in err and str(tmp_path / "seed0.npz") in err
 
 
 def test_eqspike_divergence_fails_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, mnist_like_dir,

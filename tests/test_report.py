@@ -56,13 +56,17 @@ def test_markdown_and_self_contained_html(tmp_path):
 
 
 def test_energy_and_stdp_rows():
-    energy = {"headline": {"inference_ratio": 2000.0, "training_ratio": 50.0, "gpu": "g", "neuromorphic": "n"},
+    energy = {"headline": {"inference_ratio": 2000.0, "training_ratio": 50.0, "gpu": "g", "neuromorphic": "n",
+                           "workload": "mlp_bp", "regime": "batch 1"},
+              "headline_rule": "the rule",
               "paper": {"inference_ratio": 1000.0, "training_ratio": 100.0},
-              "closest_to_paper": {"inference": {"pair": "g / n", "ratio": 2000.0},
-                                   "training": {"pair": "g / n", "ratio": 50.0}}}
-    stdp = {"groups": {"input synapses": {"tau_plus_ms": 3.0, "tau_minus_ms": 4.0, "area_ratio": 0.9,
-                                          "verdict": "STDP-like"}}}
+              "assumptions": {"inference": "holds at batch 1", "training": "holds under none"}}
+    iv = {"value": 1.0, "lo": 0.5, "hi": 1.5}
+    win = {"verdict": "STDP-like", "lobe_pos": iv, "lobe_neg": iv, "area_ratio": iv,
+           "tau_plus_ms": iv, "tau_minus_ms": iv}
+    stdp = {"models": {"eqspike_leaky": {"leak": 0.3, "groups": {"hidden synapses": {"trace": {"net": win}}}}}}
     rows = rp.claims_rows(None, energy, stdp, 0.976, 0.98)
-    assert rows[0][1] == "1,000x" and rows[0][2].startswith("2,000x")
-    assert rows[2][4] == "STDP-like"
+    assert rows[0][1] == "1,000x" and rows[0][2].startswith("2,000x (mlp_bp on g at batch 1")
+    assert rows[0][4] == "holds at batch 1" and rows[1][4] == "holds under none"
+    assert rows[2][4] == "STDP-like" and "tau+ 1 [0.5, 1.5] ms" in rows[2][2]
     json.dumps(rows)
