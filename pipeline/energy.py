@@ -44,8 +44,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import events
-
 PJ = 1e-12
 WORKLOADS = ("spiking_sim", "rate_ep", "mlp_bp")
 TASKS = ("inference", "training")

@@ -190,7 +190,7 @@ class Sums:
 
     @staticmethod
     def collect(recs: Sequence[Recording], term: str, max_dt: int, n_examples: int,
-                mask=None, control: str = "shift") -> "Sums":
+                mask=None, control: str = "shift") -> Sums:
         """Accumulate ``pair_sums`` of every recording into one row per global example.
         ``mask(rec) -> (B, k) bool`` keeps only some synapse-examples (rate strata)."""
         shape = (n_examples, 2 * max_dt + 1)

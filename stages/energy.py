@@ -19,8 +19,15 @@ from pathlib import Path
 import yaml
 
 from pipeline import energy as en
-from pipeline.schema import (Config, ConfigError, GpuPresetCfg, MeasuredGpuCfg, NeuromorphicPresetCfg, Sourced,
-                             parse)
+from pipeline.schema import (
+    Config,
+    ConfigError,
+    GpuPresetCfg,
+    MeasuredGpuCfg,
+    NeuromorphicPresetCfg,
+    Sourced,
+    parse,
+)
 from stages.common import Run, SeedPaths, atomic_write, repo_path, stage_main, write_json
 
 TABLE_FIELDS = ["workload", "regime", "gpu", "kind", "neuromorphic", "variant", "inference_ratio", "training_ratio",
@@ -107,7 +114,7 @@ def worker(cfg: Config, run: Run) -> None:
     print(f"headline ({h.rule}): {head['workload']} on {head['gpu']} at {head['regime']} / {head['neuromorphic']}: "
           f"inference {head['inference_ratio']:.3g}x, training {head['training_ratio']:.3g}x "
           f"(paper: {ecfg.paper_inference_ratio:g}x, {ecfg.paper_training_ratio:g}x)")
-    for task, sentence in comparison["assumptions"].items():
+    for sentence in comparison["assumptions"].values():
         print(sentence)
 
 

@@ -141,7 +141,7 @@ def worker(cfg: Config, run: Run) -> None:
                 strata.append({"post_rate_hz": [lo_hz, hi_hz], **summarise(win, None, sc.step_ms)})
             gout["trace_by_post_rate"] = strata
             m["groups"][group] = gout
-        panels[f"hidden synapses, trace term: +beta and -beta phases"] = {
+        panels["hidden synapses, trace term: +beta and -beta phases"] = {
             f"{ph} phase": stdp.window(stdp.Sums.collect(recs[(1, ph)], "trace", W, n_ex, control=sc.control), weights_boot, W)
             for ph in stdp.PHASES if (1, ph) in recs}
         figure_rows[f"{model} (g {g:g})"] = panels
