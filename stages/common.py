@@ -75,9 +75,18 @@ def repo_path(relative: str) -> Path:
     return REPO / relative
 
 
+def checkpoint_root() -> Path:
+    """Where checkpoints live: the repository, or ``$EQSPIKE_CHECKPOINT_ROOT`` (a shared
+    directory, so that a job resubmitted on another node resumes)."""
+    root = os.environ.get("EQSPIKE_CHECKPOINT_ROOT")
+    return Path(root) if root else REPO
+
+
 class SeedPaths:
     """Where one seed's run of a model writes: ``<models>/seed<n>.npz`` (weights, DVC-cached),
-    ``<checkpoints>/seed<n>.npz``, and ``<runs>/seed<n>/`` (metrics, curves, events, raster).
+    ``<runs>/seed<n>/`` (metrics, curves, events, raster), and its checkpoint
+    ``<checkpoints>/<run key>.npz`` (not a DVC output: keyed by everything that shapes the
+    weights, so two experiments never share one, and DVC's run-cache can restore the stage).
     Each path reads only its own config key (the stages declare what they read)."""
 
     def __init__(self, out, seed: int):
@@ -87,9 +96,8 @@ class SeedPaths:
     def weights(self) -> Path:
         return repo_path(f"{self.out.models}/seed{self.seed}.npz")
 
-    @property
-    def checkpoint(self) -> Path:
-        return repo_path(f"{self.out.checkpoints}/seed{self.seed}.npz")
+    def checkpoint(self, run_key: str) -> Path:
+        return checkpoint_root() / self.out.checkpoints / f"{run_key}.npz"
 
     @property
     def dir(self) -> Path:

@@ -3,7 +3,7 @@
     python -m stages.train_ep                        # as dvc repro runs it
     python -m stages.train_ep ep.epochs=2 data.n_train=2000 runtime.device=cpu
 
-Checkpoints every epoch to ``<ep.out.checkpoints>/seed<n>.npz``; killed and rerun with the same config, it
+Checkpoints every epoch to ``<ep.out.checkpoints>/<run key>.npz``; killed and rerun with the same config, it
 resumes from the last finished epoch and ends with the same weights.
 """
 

@@ -74,7 +74,7 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
               "validation_sha256": data.val_sha256 or "none"})
 
     # ---- resume from the checkpoint when it belongs to this run ---------------------------
-    ckpt = out.checkpoint
+    ckpt = out.checkpoint(key)
     use_ema = model_cfg.ema_decay > 0
     start_epoch, history = 0, []
     if ckpt.is_file():
@@ -100,9 +100,10 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
     # ---- train, checkpoint after every epoch ---------------------------------------------
     def on_epoch_end(epoch: int, record: dict) -> None:
         history.append(record)
-        run.metrics(numeric(record), step=record["epoch"])
+        # the checkpoint first: a tracking hiccup after it never loses the epoch
         atomic_write(ckpt, lambda p: save_weights(p, params, ema, epoch=epoch + 1, run_key=key,
                                                   history=json.dumps(history)))
+        run.metrics(numeric(record), step=record["epoch"])
         raw = f"  (raw weights {record['test_accuracy_raw']:.4f})" if "test_accuracy_raw" in record else ""
         val = f"  val acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
         print(f"{model.name} seed {seed} epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}{val}  "

@@ -26,8 +26,8 @@ def test_corrupt_checkpoint_restarts_from_scratch_with_a_warning(damage, tmp_pat
     from stages.train_ep import main
 
     _, data = mnist_like_dir
-    ckpt = tmp_path / "ck" / "seed0.npz"
     assert main(ep_args(tmp_path, data)) == 0
+    (ckpt,) = (tmp_path / "ck").glob("*.npz")  # <run key>.npz: the epoch count is not in the key
     good = ckpt.read_bytes()
     if damage == "garbage":
         ckpt.write_bytes(b"not a zip file at all")
@@ -106,8 +106,9 @@ def test_eqspike_divergence_fails_the_run_and_keeps_the_last_finite_checkpoint(t
     assert main(args) == 1
     (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert run.info.status == "FAILED" and "diverged in epoch 2" in run.data.tags["error"]
-    params, extra = load_weights(tmp_path / "ck" / "seed0.npz")
-    assert int(extra["epoch"]) == 1
+    (ckpt,) = (tmp_path / "ck").glob("*.npz")
+    params, extra = load_weights(ckpt)
+    assert int(extra["epoch"]) == 1 and ckpt.stem == extra["run_key"]
     assert all(np.isfinite(w).all() for w in params.W + params.b)
 
 

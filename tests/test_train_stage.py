@@ -64,6 +64,12 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, mnist_like_dir, m
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path, mnist_like_dir, mlflow_store, capsys):
     assert main(tiny(tmp_path, mnist_like_dir, 1)) == 0
     assert main(tiny(tmp_path, mnist_like_dir, 1, **{"ep.beta": 0.3})) == 0
+    assert "resuming" not in capsys.readouterr().out
+    ckpts = sorted((tmp_path / "ckpt" / "ck").glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(ckpts) == 2  # one per run key: two configs never share a checkpoint
+    # a checkpoint file whose recorded key is another config's (copied by hand) is not resumed either
+    ckpts[0].write_bytes(ckpts[1].read_bytes())
+    assert main(tiny(tmp_path, mnist_like_dir, 1)) == 0
     assert "belongs to another config" in capsys.readouterr().out
 
 
