@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -277,20 +277,63 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# a tracking call that fails is retried after these pauses (seconds): a server restarting, a
+# SQLite store locked by another worker; then the error is raised
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def retrying(call: Callable[[], Any], what: str, delays: Sequence[float] | None = None) -> Any:
+    """``call()``, retried with exponential backoff on any exception (MLflow raises many kinds
+    for a transient store error); the last error is raised with ``what`` in the message."""
+    delays = RETRY_DELAYS if delays is None else delays
+    for attempt, delay in enumerate((*delays, None)):
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - the store's errors have no common type
+            if delay is None:
+                raise TrackingError(f"{what}: failed {attempt + 1} times, last: {type(exc).__name__}: {exc}") from exc
+            print(f"tracking: {what} failed ({type(exc).__name__}: {str(exc)[:200]}); retrying in {delay:g} s",
+                  file=sys.stderr)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 class Run:
-    """What a worker may log; the stage keeps MLflow out of ``pipeline/``."""
+    """What a worker may log; the stage keeps MLflow out of ``pipeline/``. Every call is retried
+    with backoff (``retrying``)."""
 
     def __init__(self, mlflow_module, run_id: str):
         self._mlflow, self.run_id = mlflow_module, run_id
 
     def metrics(self, values: dict[str, float], step: int | None = None) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+        values = {k: float(v) for k, v in values.items()}
+        retrying(lambda: self._mlflow.log_metrics(values, step=step), "log_metrics")
 
     def artifact(self, path: Path) -> None:
-        self._mlflow.log_artifact(str(path))
+        retrying(lambda: self._mlflow.log_artifact(str(path)), f"log_artifact {path}")
 
     def tags(self, values: dict[str, str]) -> None:
-        self._mlflow.set_tags(values)
+        retrying(lambda: self._mlflow.set_tags(values), "set_tags")
+
+
+def apply_thread_limits() -> int | None:
+    """``$EQSPIKE_THREADS`` caps Numba's and BLAS's threads of this process (a worker of
+    ``dvc queue start -j N`` or a cluster job gets cores / N); returns the cap."""
+    value = os.environ.get("EQSPIKE_THREADS")
+    if not value:
+        return None
+    try:
+        n = int(value)
+        if n < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"EQSPIKE_THREADS: {value!r} is not a positive integer") from None
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(limits=n)
+    return n
 
 
 @contextmanager
@@ -313,11 +356,18 @@ def tracked(stage: str, raw: dict, cfg: Config) -> Iterator[Run]:
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name(stage, overrides), tags=tags) as run:
+    # a job of a sweep (stages/launch.py): a child of the sweep's run, named <sweep>/<stage>@<item>
+    if os.environ.get("EQSPIKE_PARENT_RUN_ID"):
+        tags["mlflow.parentRunId"] = os.environ["EQSPIKE_PARENT_RUN_ID"]
+    name = os.environ.get("EQSPIKE_RUN_NAME") or run_name(stage, overrides)
+    run = retrying(lambda: mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags), "start_run")
+    with run:
+        if os.environ.get("EQSPIKE_RUN_ID_FILE"):
+            Path(os.environ["EQSPIKE_RUN_ID_FILE"]).write_text(run.info.run_id)
         params = {k: str(v)[:6000] for k, v in flatten(raw).items()}
         items = sorted(params.items())
         for i in range(0, len(items), 100):  # MLflow's batch limit
-            mlflow.log_params(dict(items[i : i + 100]))
+            retrying(lambda batch=dict(items[i : i + 100]): mlflow.log_params(batch), "log_params")
         yield Run(mlflow, run.info.run_id)
 
 
@@ -338,6 +388,7 @@ def stage_main(stage: str, worker: Callable[[Config, Run], None]) -> Callable[[l
         start = time.monotonic()
         try:
             raw, cfg = load_config(argv)
+            apply_thread_limits()
         except ConfigError as exc:
             print(f"{stage}: bad config: {exc}", file=sys.stderr)
             return 2
