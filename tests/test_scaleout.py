@@ -73,7 +73,8 @@ def toy_repo(tmp_path):
     run(["git", "clone", "--quiet", REPO, head], tmp_path, env)
     arrays = synthetic_arrays(n_train=200, n_test=100, side=28)
     src = write_idx_dir(tmp_path / "toy_src", arrays)
-    data = data_cfg_dict(arrays, [{"kind": "local", "path": str(src)}], directory="data/toy")
+    data = {**data_cfg_dict(arrays, [{"kind": "local", "path": str(src)}], directory="data/toy"),
+            "n_train": None, "n_test": None}
     (head / "conf" / "data" / "toy.yaml").write_text(yaml.safe_dump(data))
     run([BIN / "python", "-m", "stages.compose", *TINY], head, env)
     run(["git", "add", "-A"], head, env)
