@@ -12,7 +12,7 @@ for the sweep, and submits one job per item. A job checks out the head's commit 
 (or the head's repository on a shared file system), applies the overrides to params.yaml, pulls
 the item's inputs, runs ``dvc repro --single-item <item>`` with its MLflow run a child of the
 sweep's (named ``<sweep>/<item>``), logs params.yaml and dvc.lock to it, and pushes the outputs
-and the run-cache. ``--collect`` (or ``dvc pull --run-cache && dvc repro``) then restores every
+and the run-cache. ``--collect`` (or ``dvc pull --run-cache && dvc repro --pull``) then restores every
 finished job's stage on the head instead of recomputing it, and runs what is left (aggregate,
 report). A job killed and resubmitted resumes from its checkpoint (``$EQSPIKE_CHECKPOINT_ROOT``
 on the shared file system); the head lists the items that failed and the command that
@@ -285,9 +285,10 @@ def report(sweep, launcher, overrides, jobs, items, parent_run_id) -> int:
 
 
 def collect() -> int:
-    """Restore every finished job's stage from the shared run-cache, then run what is left."""
+    """Restore every finished job's stage from the shared run-cache (``--pull`` fetches the
+    outputs a run-cache entry names), then run what is left."""
     dvc = [str(Path(sys.executable).parent / "dvc")]
-    for cmd in ([*dvc, "pull", "--run-cache", "--allow-missing"], [*dvc, "repro"]):
+    for cmd in ([*dvc, "pull", "--run-cache", "--allow-missing"], [*dvc, "repro", "--pull"]):
         proc = subprocess.run(cmd, cwd=REPO)
         if proc.returncode != 0:
             return proc.returncode
@@ -302,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-S", "--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="config override applied by every job (as dvc exp run -S)")
     p.add_argument("--no-wait", action="store_true", help="submit and return")
-    p.add_argument("--collect", action="store_true", help="on the head: dvc pull --run-cache, then dvc repro")
+    p.add_argument("--collect", action="store_true",
+                   help="on the head: dvc pull --run-cache, then dvc repro --pull")
     args = p.parse_args(argv)
     if args.collect:
         return collect()

@@ -219,7 +219,7 @@ def test_two_item_sweep_on_postgres_and_the_head_recomputes_nothing(toy_repo, ml
     assert any((remote / "files" / "md5").rglob("*")) and any((remote / "runs").rglob("*"))
     # the head restores both stages from the run-cache: nothing recomputed, no new MLflow run
     run([BIN / "dvc", "pull", "--run-cache", "--allow-missing"], head, env)
-    repro = run([BIN / "dvc", "repro", "train_ep"], head, env)
+    repro = run([BIN / "dvc", "repro", "--pull", "train_ep"], head, env)
     assert repro.stdout.count("skipping run") == 2, repro.stdout
     assert len(client.search_runs([exp.experiment_id])) == len(runs)
     for seed in (0, 1):
