@@ -42,6 +42,7 @@ measured difference of the two spike times; dw summed until the traces have deca
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,7 +246,9 @@ def window(sums: dict[str, Sums] | Sums, weights: np.ndarray, max_dt: int, net: 
         est, base, raw, ctrl = _corrected(weights, sums), sums, _raw_mean(sums), _ctrl_mean(sums)
     dt = np.arange(-max_dt, max_dt + 1)
     boot = est[1:]
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0) if boot.shape[0] else (est[0], est[0])
+    with warnings.catch_warnings():  # a bin without pairs has no interval (NaN), not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0) if boot.shape[0] else (est[0], est[0])
     pos, neg = dt > 0, dt < 0
     lobe_pos, lobe_neg = np.nansum(est[:, pos], axis=1), np.nansum(est[:, neg], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

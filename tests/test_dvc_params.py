@@ -114,6 +114,17 @@ def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
         "eqspike.eval_avg_steps=2", f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={out / 'ck'}", f"eqspike.out.runs={out / 'runs'}"])
     assert "neuron.tau_syn_steps" in spk
     assert undeclared("train_eqspike", spk) == []
+    leaky = run_stage(monkeypatch, "train_eqspike_leaky", [
+        *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
+        "eqspike.eval_avg_steps=2", f"leaky.out.models={out / 'lmodels'}", f"leaky.out.checkpoints={out / 'lck'}",
+        f"leaky.out.runs={out / 'lruns'}"])
+    assert "leaky.leak" in leaky
+    assert undeclared("train_eqspike_leaky", leaky) == []
+    bp = run_stage(monkeypatch, "train_bp", [
+        *data, "bp.sizes=[784,16,10]", "bp.epochs=1", f"bp.out.models={out / 'bmodels'}",
+        f"bp.out.checkpoints={out / 'bck'}", f"bp.out.runs={out / 'bruns'}"])
+    assert "bp.lr" in bp
+    assert undeclared("train_bp", bp) == []
     en = run_stage(monkeypatch, "energy", [
         f"eqspike.out.runs={out / 'runs'}", f"energy.out.metrics={out / 'e.json'}",
         f"energy.out.detail={out / 'ed.json'}",
