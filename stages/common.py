@@ -352,6 +352,7 @@ def tracked(stage: str, raw: dict, cfg: Config) -> Iterator[Run]:
         "stage": stage,
         "host": socket.gethostname(),
         "pid": str(os.getpid()),
+        "threads": os.environ.get("EQSPIKE_THREADS", "all"),
         "mlflow.note.content": describe(stage, overrides),
     }
     if os.environ.get("DVC_EXP_NAME"):

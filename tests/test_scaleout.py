@@ -326,4 +326,5 @@ def test_two_queued_experiments_with_two_workers(toy_repo):
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert all("test_accuracy" in r.data.metrics for r in runs)
     assert len({r.data.tags["run_key"] for r in runs}) == 2  # two checkpoints, never one shared
+    assert {r.data.tags["threads"] for r in runs} == {"1"}  # EQSPIKE_THREADS reached the workers
     assert {r.data.params["ep.lr"] for r in runs} == {"[0.1, 0.1]", "[0.05, 0.05]"}
