@@ -1,14 +1,17 @@
-"""Measure the GPU's energy per inference and per training example of the rate-based EP network
-(claim C4, beyond the paper's spec-sheet estimate) and write a ``gpu=measured_<card>`` preset.
+"""Measure a GPU's energy per inference and per training example of the three GPU workloads of
+claim C4 (pipeline/energy.py: ``spiking_sim``, ``rate_ep``, ``mlp_bp``) at batch 1 and at batch B,
+and write one measured preset per workload and batch to ``conf/energy/measured/`` (the energy
+stage marks those rows "measured").
 
-    python scripts/measure_gpu_energy.py                 # paper sizes, batch 20, T/K of EqSpike
-    python scripts/measure_gpu_energy.py --batch 1 --seconds 20
+    python scripts/measure_gpu_energy.py                    # batches 1 and 1000, params.yaml's networks
+    python scripts/measure_gpu_energy.py --batches 1 20 --seconds 20
 
 Method: NVML board power (nvidia-ml-py) sampled every 10 ms in a thread; idle power measured for
-``--idle-seconds`` before the load, then inference (free phases) and training (free + nudged
-phases + update) are run for ``--seconds`` each with CuPy, synchronised; the energy above idle is
-the integral of (power - idle) over the run, divided by the examples processed. Needs a CUDA GPU
-with CuPy (the gpu extra: LOCK=requirements-gpu.lock bash scripts/setup.sh); without one it exits with a message and status 2.
+``--idle-seconds`` first; each workload runs for ``--seconds`` with CuPy, synchronised; the energy
+above idle is the integral of (power - idle) over the run, divided by the examples processed.
+The networks and schedules are those of params.yaml (EqSpike's for spiking_sim, rate EP's for
+rate_ep, bp's for mlp_bp). Needs a CUDA GPU with CuPy (the gpu extra:
+LOCK=requirements-gpu.lock bash scripts/setup.sh); without one it exits with a message and status 2.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,18 +53,64 @@ def run_for(seconds: float, work, sync) -> int:
     return done
 
 
+def preset(card: str, workload: str, batch: int, inference_j: float, training_j: float, how: str) -> dict:
+    """A ``conf/energy/measured`` entry (``pipeline.schema.MeasuredGpuCfg``)."""
+    return {"gpu": card, "kind": "measured", "workload": workload, "batch": batch,
+            "inference_j": {"value": float(inference_j), "source": how},
+            "training_j": {"value": float(training_j), "source": how}}
+
+
+def write_preset(out_dir: Path, slug: str, entry: dict) -> Path:
+    from stages.common import atomic_write
+
+    path = out_dir / f"{slug}_{entry['workload']}_b{entry['batch']}.yaml"
+    atomic_write(path, lambda p: p.write_text(yaml.safe_dump(entry, sort_keys=False)))
+    return path
+
+
+def workloads(cfg, xp, batch: int):
+    """``{workload: (infer(), train())}``, each returning the examples it processed."""
+    from pipeline import bp, ep, spiking
+    from pipeline.network import init_params
+    from stages.train_ep import dynamics as ep_dynamics
+    from stages.train_eqspike import dynamics as spike_dynamics
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, sizes in (("spiking_sim", cfg.eqspike.sizes), ("rate_ep", cfg.ep.sizes), ("mlp_bp", cfg.bp.sizes)):
+        x = xp.asarray(rng.random((batch, sizes[0]), dtype=np.float32))
+        labels = xp.asarray(rng.integers(0, sizes[-1], batch))
+        params = init_params(sizes, 0, xp)
+        lr = [1e-4] * (len(sizes) - 1)
+        if name == "spiking_sim":
+            model = spiking.EqSpikeModel(spike_dynamics(cfg.eqspike, cfg.neuron, engine="array"), xp, 0, batch)
+        elif name == "rate_ep":
+            model = ep.EPModel(ep_dynamics(cfg.ep), xp, batch)
+        else:
+            model = bp.BPModel(xp, batch)
+
+        def infer(model=model, params=params, x=x, labels=labels):
+            model.evaluate(params, x, labels, count=False)
+            return batch
+
+        def train(model=model, params=params, x=x, labels=labels, lr=lr):
+            model.train_batch(params, x, labels, lr, 1.0)
+            return batch
+
+        out[name] = (infer, train)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[784, 512, 10])
-    ap.add_argument("--T", type=int, default=40)
-    ap.add_argument("--K", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 1000])
+    ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--idle-seconds", type=float, default=5.0)
-    ap.add_argument("--out-dir", default=str(ROOT / "conf" / "energy" / "gpu"))
+    ap.add_argument("--out-dir", default=str(ROOT / "conf" / "energy" / "measured"))
     args = ap.parse_args()
 
     from pipeline.backend import BackendError, get_xp
+    from stages.common import load_config
 
     try:
         xp = get_xp("gpu")
@@ -68,8 +118,7 @@ def main() -> int:
     except (BackendError, ImportError) as exc:
         print(f"measure_gpu_energy: needs a CUDA GPU with CuPy and nvidia-ml-py: {exc}", file=sys.stderr)
         return 2
-    from pipeline import ep
-
+    _, cfg = load_config([])
     pynvml.nvmlInit()
     handle = pynvml.nvmlDeviceGetHandleByIndex(xp.cuda.Device().id)
     card = pynvml.nvmlDeviceGetName(handle)
@@ -79,23 +128,16 @@ def main() -> int:
     def sync():
         xp.cuda.Stream.null.synchronize()
 
-    rng = np.random.default_rng(0)
-    x = xp.asarray(rng.random((args.batch, args.sizes[0]), dtype=np.float32))
-    target = ep.centred_target(xp.asarray(rng.integers(0, args.sizes[-1], args.batch)), args.sizes[-1], xp,
-                               np.float32)
-    params = ep.init_params(args.sizes, 0, xp)
-    dyn = ep.Dynamics(T=args.T, K=args.K, beta=0.2, nudge="symmetric")
+    def measure(work) -> tuple[float, int]:
+        samples: list = []
+        stop = threading.Event()
+        thread = threading.Thread(target=sample_power, args=(handle, stop, samples))
+        thread.start()
+        n = run_for(args.seconds, work, sync)
+        stop.set()
+        thread.join()
+        return energy_above(samples, idle_w) / n, n
 
-    def infer():
-        ep.free_phase(params, x, dyn)
-        return args.batch
-
-    def train():
-        ep.train_batch(params, x, target, dyn, [1e-4] * (len(args.sizes) - 1))
-        return args.batch
-
-    infer(), train(), sync()  # warm-up: kernels compiled, memory pools filled
-    results = {}
     idle: list = []
     stop = threading.Event()
     thread = threading.Thread(target=sample_power, args=(handle, stop, idle))
@@ -104,26 +146,17 @@ def main() -> int:
     stop.set()
     thread.join()
     idle_w = float(np.median([p for _, p in idle]))
-    for name, work in (("inference", infer), ("training", train)):
-        samples: list = []
-        stop = threading.Event()
-        thread = threading.Thread(target=sample_power, args=(handle, stop, samples))
-        thread.start()
-        n = run_for(args.seconds, work, sync)
-        stop.set()
-        thread.join()
-        results[name] = energy_above(samples, idle_w) / n
-        print(f"{name}: {n} examples, {results[name]:.3e} J per example above idle ({idle_w:.1f} W idle)")
-    how = (f"measured with scripts/measure_gpu_energy.py: NVML board power every 10 ms minus idle "
-           f"({idle_w:.1f} W), CuPy, sizes {args.sizes}, T={args.T}, K={args.K}, batch {args.batch}, "
-           f"symmetric nudging, float32, {time.strftime('%Y-%m-%d')}")
-    text = (f"name: measured_{slug}\n"
-            f"description: {card}, measured energy above idle, batch {args.batch}\n"
-            f"inference_j: {{value: {results['inference']:.6e}, source: \"{how}\"}}\n"
-            f"training_example_j: {{value: {results['training']:.6e}, source: \"{how}\"}}\n")
-    out = Path(args.out_dir) / f"measured_{slug}.yaml"
-    out.write_text(text)
-    print(f"wrote {out}")
+    for batch in args.batches:
+        for name, (infer, train) in workloads(cfg, xp, batch).items():
+            infer(), train(), sync()  # warm-up: kernels compiled, memory pools filled
+            e_inf, n_inf = measure(infer)
+            e_tr, n_tr = measure(train)
+            how = (f"measured with scripts/measure_gpu_energy.py: NVML board power every 10 ms minus idle "
+                   f"({idle_w:.1f} W), CuPy, float32, params.yaml's {name} network, batch {batch}, "
+                   f"{args.seconds:g} s per task, {time.strftime('%Y-%m-%d')}")
+            path = write_preset(Path(args.out_dir), slug, preset(card, name, batch, e_inf, e_tr, how))
+            print(f"{name} batch {batch}: inference {e_inf:.3e} J ({n_inf} examples), training {e_tr:.3e} J "
+                  f"({n_tr} examples) per example above idle -> {path}")
     return 0
 
 

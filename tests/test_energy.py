@@ -208,3 +208,17 @@ def test_stage_end_to_end_on_given_counts(tmp_path, mlflow_store):
     assert h["inference_ratio"] == pytest.approx(300 * 2 * 5e-6 / loihi)
     assert set(m["assumptions"]) == {"inference", "training"}
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_measured_preset_written_by_the_nvml_script_is_a_valid_preset(tmp_path):
+    """The NVML script's writer (run on a GPU) produces what the energy stage reads."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mge", REPO / "scripts" / "measure_gpu_energy.py")
+    mge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mge)
+    entry = mge.preset("NVIDIA H200", "mlp_bp", 1, 2e-3, 5e-3, "measured here, by hand")
+    path = mge.write_preset(tmp_path / "measured", "nvidia_h200", entry)
+    (name, m), = load_presets(tmp_path, "measured", MeasuredGpuCfg).items()
+    assert path.stem == name == "nvidia_h200_mlp_bp_b1"
+    assert (m.kind, m.workload, m.batch, m.training_j.value) == ("measured", "mlp_bp", 1, 5e-3)
