@@ -74,12 +74,12 @@ def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
                          f"{times(h[f'{task}_ratio'])} ({h['workload']} on {h['gpu']} at {h['regime']} / "
                          f"{h['neuromorphic']})", "headline rule: " + energy.get("headline_rule", ""),
                          claims[task]])
-    if agg and "eqspike_leaky" in agg["summaries"]:
-        lk, v = agg["summaries"]["eqspike_leaky"], agg["verdicts"]
-        rows.append(["C1 with the leaky neuron (raw weights)", pct(paper_eqspike, 1),
+    if agg and "eqspike_variant" in agg["summaries"]:
+        lk, v = agg["summaries"]["eqspike_variant"], agg["verdicts"]
+        rows.append(["C1, the EqSpike variant (raw weights)", pct(paper_eqspike, 1),
                      interval(lk.get("test_accuracy_raw")),
                      f"{100 * (lk['test_accuracy_raw']['mean'] - paper_eqspike):+.2f} points (mean)",
-                     v["C1 leaky EqSpike (raw weights)"]])
+                     v["C1 EqSpike variant (raw weights)"]])
     if stdp:
         for model, m in stdp["models"].items():
             w = m["groups"]["hidden synapses"]["trace"]
@@ -252,11 +252,11 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
          "network": "-".join(map(str, facts["sizes"]["ep"])), "accuracy": sums["ep"]["test_accuracy"]["mean"],
          "source": f"mean of {len(agg['seeds'])} seeds, {ep['epochs']} epochs"},
     ]
-    if "eqspike_leaky" in sums:
-        ours.append({"method": "EqSpike with a leaky state, this reproduction",
+    if "eqspike_variant" in sums:
+        ours.append({"method": "EqSpike variant (memoryless neuron), this reproduction",
                      "learning": "local, spike-driven EP, symmetric nudging",
                      "network": "-".join(map(str, facts["sizes"]["eqspike"])),
-                     "accuracy": sums["eqspike_leaky"]["test_accuracy"]["mean"],
+                     "accuracy": sums["eqspike_variant"]["test_accuracy"]["mean"],
                      "source": f"mean of {len(agg['seeds'])} seeds, {eqs['epochs']} epochs"})
     if "bp" in sums:
         ours.append({"method": "backprop MLP (SGD), this reproduction", "learning": "backprop",
@@ -287,7 +287,7 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
          [[model, str(r["seed"]), pct(r["test_accuracy"]), pct(r.get("test_accuracy_raw")),
            pct(r.get("test_accuracy_spike_count")), pct(r.get("test_accuracy_spike_count_raw")),
            f"{r['seconds_per_epoch']:.1f}"]
-          for model in ("eqspike", "eqspike_leaky", "ep", "bp") if model in agg["per_seed"] for r in agg["per_seed"][model]]),
+          for model in ("eqspike", "eqspike_variant", "ep", "bp") if model in agg["per_seed"] for r in agg["per_seed"][model]]),
         ("h", 2, "Is the spike-driven update unbiased?"),
         ("p", "On one training batch, EqSpike's weight change averaged over R spike realisations (random "
               "initial phases of the sigma-delta accumulators) against rate-based EP's weight change with the "
@@ -320,7 +320,7 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
               f"{eqs['synaptic_events_per_inference']:,.0f} synaptic events; per training example "
               f"{eqs['weight_updates_per_training_example']:,.0f} spike-triggered weight updates."),
         ("h", 2, "C5: STDP"),
-        ("p", "In each trained network (default: no leak; leaky: state leak g), during the learning phases of "
+        ("p", "In each trained network (the default, with a state leak g; the variant, memoryless), during the learning phases of "
               f"{stdp['n_examples']} training examples: every pre/post spike pair within "
               f"+-{stdp['max_dt_steps']} steps of a spike-triggered update, per-bin mean dw minus a shuffle "
               "control (the partner spikes circularly shifted: same neuron and rate, timing destroyed), 95 % "

@@ -273,19 +273,20 @@ class BPCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LeakyOutCfg:
-    models: str = opt("models/eqspike_leaky")
-    checkpoints: str = opt("checkpoints/eqspike_leaky")
-    runs: str = opt("runs/eqspike_leaky")
+class VariantOutCfg:
+    models: str = opt("models/eqspike_variant")
+    checkpoints: str = opt("checkpoints/eqspike_variant")
+    runs: str = opt("runs/eqspike_variant")
 
 
 @dataclass(frozen=True, kw_only=True)
-class LeakyCfg:
-    """The leaky EqSpike variant (claim C5): EqSpike's config and neuron with these replaced."""
+class VariantCfg:
+    """A second EqSpike model trained beside the default (claim C5's comparison): EqSpike's config
+    and neuron with these replaced."""
 
-    leak: float = req(gt=0, lt=1)  # g of the state update; membrane time constant -1 / ln(1 - g)
+    leak: float = req(gt=0, le=1)  # g of the state update; 1: no memory
     pre_factor: str = req(choices=("spike", "trace"))
-    out: LeakyOutCfg = opt(LeakyOutCfg())
+    out: VariantOutCfg = opt(VariantOutCfg())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -471,7 +472,7 @@ class Config:
     ep: EPCfg = req()
     neuron: NeuronCfg = req()
     eqspike: EqSpikeCfg = req()
-    leaky: LeakyCfg = req()
+    variant: VariantCfg = req()
     bp: BPCfg = req()
     stdp: StdpCfg = req()
     energy: EnergyCfg | None = opt(None)

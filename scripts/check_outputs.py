@@ -14,15 +14,15 @@ NUMBERS = {
     "runs/eqspike/seed0/metrics.json": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count",
                                         "train_accuracy", "epochs", "seconds_per_epoch", "spikes_per_inference",
                                         "synaptic_events_per_inference"],
-    "runs/eqspike_leaky/seed0/metrics.json": ["test_accuracy", "test_accuracy_raw", "epochs"],
+    "runs/eqspike_variant/seed0/metrics.json": ["test_accuracy", "test_accuracy_raw", "epochs"],
     "runs/bp/seed0/metrics.json": ["test_accuracy", "epochs"],
-    "metrics/aggregate.json": ["eqspike.test_accuracy.mean", "ep.test_accuracy.mean", "eqspike_leaky.test_accuracy.mean",
+    "metrics/aggregate.json": ["eqspike.test_accuracy.mean", "ep.test_accuracy.mean", "eqspike_variant.test_accuracy.mean",
                                "bp.test_accuracy.mean", "n_seeds"],
     "metrics/energy.json": ["inference_ratio", "training_ratio", "neuromorphic_inference_uj",
                             "mlp_bp.batch1.inference_ratio", "spiking_sim.peak.training_ratio",
                             "input_share_of_synaptic_events"],
     "metrics/stdp.json": ["control.positive.stdp_like", "control.negative.stdp_like",
-                          "eqspike_leaky.hidden_synapses.trace.lobe_pos", "eqspike.hidden_synapses.applied.lobe_neg"],
+                          "eqspike_variant.hidden_synapses.trace.lobe_pos", "eqspike.hidden_synapses.applied.lobe_neg"],
 }
 DETAIL = ["results/energy.json", "results/stdp.json", "results/aggregate.json", "runs/eqspike/seed0/events.json"]
 

@@ -4,7 +4,7 @@ intervals; statistics and verdicts in pipeline/stats.py).
     python -m stages.aggregate
     python -m stages.aggregate "runtime.seeds=[0,1]"
 
-Reads ``<runs>/seed<n>/metrics.json`` of the four models (rate EP, EqSpike, leaky EqSpike, backprop MLP) for every seed in ``runtime.seeds``; writes
+Reads ``<runs>/seed<n>/metrics.json`` of the four models (rate EP, EqSpike, the EqSpike variant, the backprop MLP) for every seed in ``runtime.seeds``; writes
 flat numbers to ``aggregate.out.metrics`` and the per-seed tables, intervals and verdicts to
 ``aggregate.out.detail`` (read by the report).
 """
@@ -23,7 +23,7 @@ from stages.common import Run, SeedPaths, repo_path, stage_main, write_json
 FIGURES = {
     "ep": ["test_accuracy", "val_accuracy", "seconds_per_epoch"],
     "bp": ["test_accuracy", "val_accuracy", "seconds_per_epoch"],
-    "eqspike_leaky": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "val_accuracy",
+    "eqspike_variant": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "val_accuracy",
                       "val_accuracy_raw", "seconds_per_epoch"],
     "eqspike": ["test_accuracy", "test_accuracy_raw", "test_accuracy_spike_count", "test_accuracy_spike_count_raw",
                 "val_accuracy", "val_accuracy_raw", "seconds_per_epoch"],
@@ -33,7 +33,7 @@ FIGURES = {
 def worker(cfg: Config, run: Run) -> None:
     seeds = list(cfg.runtime.seeds)
     per_seed: dict[str, list[dict]] = {}
-    for model, out in (("ep", cfg.ep.out), ("eqspike", cfg.eqspike.out), ("eqspike_leaky", cfg.leaky.out),
+    for model, out in (("ep", cfg.ep.out), ("eqspike", cfg.eqspike.out), ("eqspike_variant", cfg.variant.out),
                        ("bp", cfg.bp.out)):
         rows = []
         for seed in seeds:
@@ -46,7 +46,7 @@ def worker(cfg: Config, run: Run) -> None:
     summaries = {model: {f: stats.summary([r[f] for r in rows]) for f in FIGURES[model] if all(f in r for r in rows)}
                  for model, rows in per_seed.items()}
     n_full = cfg.data.train_images.shape[0]
-    sizes = {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "eqspike_leaky": cfg.eqspike.sizes, "bp": cfg.bp.sizes}
+    sizes = {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "eqspike_variant": cfg.eqspike.sizes, "bp": cfg.bp.sizes}
     guards = {model: stats.comparable(cfg.data.name, per_seed[model][0]["n_train"], n_full, sizes[model])
               for model in per_seed}
     rc = cfg.report
@@ -57,17 +57,17 @@ def worker(cfg: Config, run: Run) -> None:
         "C1 EqSpike (raw weights)": guards["eqspike"] or (stats.verdict_vs_paper(eq["test_accuracy_raw"],
                                                                                  rc.paper_eqspike_accuracy)
                                                           if "test_accuracy_raw" in eq else "no raw weights"),
-        "C1 leaky EqSpike (averaged weights)": guards["eqspike_leaky"] or stats.verdict_vs_paper(
-            summaries["eqspike_leaky"]["test_accuracy"], rc.paper_eqspike_accuracy),
-        "C1 leaky EqSpike (raw weights)": guards["eqspike_leaky"] or stats.verdict_vs_paper(
-            summaries["eqspike_leaky"]["test_accuracy_raw"], rc.paper_eqspike_accuracy),
+        "C1 EqSpike variant (averaged weights)": guards["eqspike_variant"] or stats.verdict_vs_paper(
+            summaries["eqspike_variant"]["test_accuracy"], rc.paper_eqspike_accuracy),
+        "C1 EqSpike variant (raw weights)": guards["eqspike_variant"] or stats.verdict_vs_paper(
+            summaries["eqspike_variant"]["test_accuracy_raw"], rc.paper_eqspike_accuracy),
         "C2 rate-based EP": guards["ep"] or stats.verdict_vs_paper(ep["test_accuracy"], rc.paper_rate_accuracy),
     }
     gap = stats.difference([r["test_accuracy"] for r in per_seed["ep"]], [r["test_accuracy"] for r in per_seed["eqspike"]])
-    leaky_gap = stats.difference([r["test_accuracy_raw"] for r in per_seed["eqspike"]],
-                                 [r["test_accuracy_raw"] for r in per_seed["eqspike_leaky"]])
+    variant_gap = stats.difference([r["test_accuracy_raw"] for r in per_seed["eqspike"]],
+                                 [r["test_accuracy_raw"] for r in per_seed["eqspike_variant"]])
     detail = {"seeds": seeds, "confidence": stats.CONFIDENCE, "per_seed": per_seed, "summaries": summaries,
-              "gap_ep_minus_eqspike": gap, "gap_eqspike_minus_leaky_raw": leaky_gap, "verdicts": verdicts,
+              "gap_ep_minus_eqspike": gap, "gap_eqspike_minus_variant_raw": variant_gap, "verdicts": verdicts,
               "paper": {"eqspike": rc.paper_eqspike_accuracy, "rate_ep": rc.paper_rate_accuracy}}
     write_json(repo_path(cfg.aggregate.out.detail), detail)
     flat = {}
@@ -77,7 +77,7 @@ def worker(cfg: Config, run: Run) -> None:
                 if s[k] is not None:
                     flat[f"{model}.{f}.{k}"] = s[k]
     flat["gap_ep_minus_eqspike.mean"] = gap["mean"]
-    flat["gap_eqspike_minus_leaky_raw.mean"] = leaky_gap["mean"]
+    flat["gap_eqspike_minus_variant_raw.mean"] = variant_gap["mean"]
     flat["n_seeds"] = len(seeds)
     write_json(repo_path(cfg.aggregate.out.metrics), flat)
     run.metrics({k: v for k, v in flat.items() if isinstance(v, (int, float))})

@@ -27,7 +27,7 @@ from stages.common import (
     stage_main,
 )
 
-STAGES = ["fetch_data", "train_ep", "train_eqspike", "train_eqspike_leaky", "train_bp", "aggregate", "bias", "stdp",
+STAGES = ["fetch_data", "train_ep", "train_eqspike", "train_eqspike_variant", "train_bp", "aggregate", "bias", "stdp",
           "energy"]
 
 

@@ -1,5 +1,5 @@
-"""DVC stage ``stdp``: STDP emergence in the trained EqSpike networks, the default and the leaky
-one (claim C5; the method, the controls and the verdict in pipeline/stdp.py).
+"""DVC stage ``stdp``: STDP emergence in the trained EqSpike networks, the default (leaky state) and
+the variant (memoryless) (claim C5; the method, the controls and the verdict in pipeline/stdp.py).
 
     python -m stages.stdp
     python -m stages.stdp stdp.n_examples=50 stdp.step_ms=2

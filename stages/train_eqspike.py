@@ -36,15 +36,15 @@ def dynamics(c: EqSpikeCfg, n: NeuronCfg, engine: str | None = None) -> spiking.
         neuron=NeuronModel(model=n.model, threshold=n.threshold, tau_syn_steps=n.tau_syn_steps, leak=n.leak))
 
 
-def leaky_config(cfg: Config) -> Config:
-    """The config of the leaky variant: ``eqspike`` and ``neuron`` with ``leaky``'s leak,
+def variant_config(cfg: Config) -> Config:
+    """The config of the variant: ``eqspike`` and ``neuron`` with ``variant``'s leak,
     presynaptic factor and output folders (the same network, schedule and learning rates)."""
-    lc = cfg.leaky
+    lc = cfg.variant
     eq = replace(cfg.eqspike, pre_factor=lc.pre_factor, out=EqSpikeOutCfg(**asdict(lc.out)))
     return replace(cfg, eqspike=eq, neuron=replace(cfg.neuron, leak=lc.leak))
 
 
-MODELS = {"eqspike": lambda cfg: cfg, "eqspike_leaky": leaky_config}  # model name -> its config
+MODELS = {"eqspike": lambda cfg: cfg, "eqspike_variant": variant_config}  # model name -> its config
 
 
 def worker(cfg: Config, run: Run) -> None:

@@ -114,12 +114,12 @@ def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
         "eqspike.eval_avg_steps=2", f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={out / 'ck'}", f"eqspike.out.runs={out / 'runs'}"])
     assert "neuron.tau_syn_steps" in spk
     assert undeclared("train_eqspike", spk) == []
-    leaky = run_stage(monkeypatch, "train_eqspike_leaky", [
+    leaky = run_stage(monkeypatch, "train_eqspike_variant", [
         *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
-        "eqspike.eval_avg_steps=2", f"leaky.out.models={out / 'lmodels'}", f"leaky.out.checkpoints={out / 'lck'}",
-        f"leaky.out.runs={out / 'lruns'}"])
-    assert "leaky.leak" in leaky
-    assert undeclared("train_eqspike_leaky", leaky) == []
+        "eqspike.eval_avg_steps=2", f"variant.out.models={out / 'lmodels'}", f"variant.out.checkpoints={out / 'lck'}",
+        f"variant.out.runs={out / 'lruns'}"])
+    assert "variant.leak" in leaky
+    assert undeclared("train_eqspike_variant", leaky) == []
     bp = run_stage(monkeypatch, "train_bp", [
         *data, "bp.sizes=[784,16,10]", "bp.epochs=1", f"bp.out.models={out / 'bmodels'}",
         f"bp.out.checkpoints={out / 'bck'}", f"bp.out.runs={out / 'bruns'}"])
@@ -140,7 +140,7 @@ def test_stdp_declares_what_it_reads(stage_env, monkeypatch, tmp_path):
         (tmp_path / model).mkdir()
         save_weights(tmp_path / model / "seed0.npz", params)
     read = run_stage(monkeypatch, "stdp", [
-        *data, f"eqspike.out.models={tmp_path / 'eqspike'}", f"leaky.out.models={tmp_path / 'leaky'}",
+        *data, f"eqspike.out.models={tmp_path / 'eqspike'}", f"variant.out.models={tmp_path / 'leaky'}",
         "stdp.n_examples=20", "stdp.synapses_per_layer=20", "stdp.bootstrap=20",
         "eqspike.T=8", "eqspike.K=4", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
         f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",

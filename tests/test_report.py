@@ -64,7 +64,7 @@ def test_energy_and_stdp_rows():
     iv = {"value": 1.0, "lo": 0.5, "hi": 1.5}
     win = {"verdict": "STDP-like", "lobe_pos": iv, "lobe_neg": iv, "area_ratio": iv,
            "tau_plus_ms": iv, "tau_minus_ms": iv}
-    stdp = {"models": {"eqspike_leaky": {"leak": 0.3, "groups": {"hidden synapses": {"trace": {"net": win}}}}}}
+    stdp = {"models": {"eqspike_variant": {"leak": 0.3, "groups": {"hidden synapses": {"trace": {"net": win}}}}}}
     rows = rp.claims_rows(None, energy, stdp, 0.976, 0.98)
     assert rows[0][1] == "1,000x" and rows[0][2].startswith("2,000x (mlp_bp on g at batch 1")
     assert rows[0][4] == "holds at batch 1" and rows[1][4] == "holds under none"

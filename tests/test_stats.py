@@ -68,7 +68,7 @@ def test_aggregate_stage_reads_every_seed_and_declares_what_it_reads(tmp_path, m
 
     from tests.test_dvc_params import run_stage, undeclared
 
-    acc = {"ep": [0.981, 0.982, 0.980], "eqspike": [0.977, 0.978, 0.976], "eqspike_leaky": [0.978, 0.979, 0.977],
+    acc = {"ep": [0.981, 0.982, 0.980], "eqspike": [0.977, 0.978, 0.976], "eqspike_variant": [0.978, 0.979, 0.977],
            "bp": [0.982, 0.983, 0.981]}
     for model, values in acc.items():
         for seed, a in enumerate(values):
@@ -81,7 +81,7 @@ def test_aggregate_stage_reads_every_seed_and_declares_what_it_reads(tmp_path, m
             (d / "metrics.json").write_text(json.dumps(m))
     read = run_stage(monkeypatch, "aggregate", [
         "runtime.seeds=[0,1,2]", f"ep.out.runs={tmp_path / 'runs' / 'ep'}",
-        f"eqspike.out.runs={tmp_path / 'runs' / 'eqspike'}", f"leaky.out.runs={tmp_path / 'runs' / 'eqspike_leaky'}",
+        f"eqspike.out.runs={tmp_path / 'runs' / 'eqspike'}", f"variant.out.runs={tmp_path / 'runs' / 'eqspike_variant'}",
         f"bp.out.runs={tmp_path / 'runs' / 'bp'}", f"aggregate.out.metrics={tmp_path / 'a.json'}",
         f"aggregate.out.detail={tmp_path / 'ad.json'}"])
     assert undeclared("aggregate", read) == []
@@ -92,6 +92,6 @@ def test_aggregate_stage_reads_every_seed_and_declares_what_it_reads(tmp_path, m
     assert detail["verdicts"]["C1 EqSpike (averaged weights)"].startswith("reproduced")
     assert detail["verdicts"]["C1 EqSpike (raw weights)"].startswith("reproduced")
     assert detail["gap_ep_minus_eqspike"]["mean"] == pytest.approx(0.004)
-    assert detail["gap_eqspike_minus_leaky_raw"]["mean"] == pytest.approx(-0.001)
+    assert detail["gap_eqspike_minus_variant_raw"]["mean"] == pytest.approx(-0.001)
     assert flat["bp.test_accuracy.mean"] == pytest.approx(0.982)
-    assert detail["verdicts"]["C1 leaky EqSpike (raw weights)"].startswith("reproduced")
+    assert detail["verdicts"]["C1 EqSpike variant (raw weights)"].startswith("reproduced")

@@ -145,7 +145,7 @@ def _weights(tmp_path, sizes):
     for model in ("eqspike", "leaky"):
         (tmp_path / model).mkdir(exist_ok=True)
         save_weights(tmp_path / model / "seed0.npz", params)
-    return [f"eqspike.out.models={tmp_path / 'eqspike'}", f"leaky.out.models={tmp_path / 'leaky'}"]
+    return [f"eqspike.out.models={tmp_path / 'eqspike'}", f"variant.out.models={tmp_path / 'leaky'}"]
 
 
 def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
@@ -162,13 +162,13 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     flat = json.loads((out / "s.json").read_text())
     assert all(isinstance(v, float) for v in flat.values())
     assert flat["control.positive.stdp_like"] == 1.0 and flat["control.negative.stdp_like"] == 0.0
-    assert "eqspike_leaky.hidden_synapses.trace.stdp_like" in flat
+    assert "eqspike_variant.hidden_synapses.trace.stdp_like" in flat
     m = json.loads((out / "sd.json").read_text())
-    assert set(m["models"]) == {"eqspike", "eqspike_leaky"}
-    g = m["models"]["eqspike_leaky"]["groups"]["hidden synapses"]
+    assert set(m["models"]) == {"eqspike", "eqspike_variant"}
+    g = m["models"]["eqspike_variant"]["groups"]["hidden synapses"]
     assert set(g["trace"]) == {"nudged+", "nudged-", "net"} and "fit" in g["trace"]["net"]
     assert len(g["trace_by_post_rate"]) == 3
-    assert set(m["pairing"]) == {"eqspike", "eqspike_leaky"}
+    assert set(m["pairing"]) == {"eqspike", "eqspike_variant"}
     assert len(list((out / "sw").glob("*.csv"))) == 2 * 2 * 3 * 3
     assert (out / "s.png").read_bytes()[:4] == b"\x89PNG"
 
