@@ -98,9 +98,15 @@ def fmt_iv(iv: dict, spec: str = ".3g", scale: float = 1.0) -> str:
 
 
 def stdp_taus(w: dict) -> str:
+    """Fitted time constants of the lobes that exist (significant, with STDP's sign)."""
     if "tau_plus_ms" not in w:
         return "n/a"
-    return f"tau+ {fmt_iv(w['tau_plus_ms'], '.3g')} ms, tau- {fmt_iv(w['tau_minus_ms'], '.3g')} ms"
+    parts = []
+    for name, key, lobe, sign in (("tau+", "tau_plus_ms", "lobe_pos", 1), ("tau-", "tau_minus_ms", "lobe_neg", -1)):
+        iv = w[lobe]
+        ok = math.isfinite(iv["lo"]) and ((iv["lo"] > 0) if sign > 0 else (iv["hi"] < 0))
+        parts.append(f"{name} {fmt_iv(w[key], '.3g')} ms" if ok else f"{name}: no lobe")
+    return ", ".join(parts)
 
 
 def stdp_rows(stdp: dict) -> list[list[str]]:
@@ -137,14 +143,20 @@ def stdp_phase_rows(stdp: dict) -> list[list[str]]:
 
 
 def pairing_rows(stdp: dict) -> list[list[str]]:
+    ms = stdp["step_ms"]
+
+    def lobe(f, side):
+        onset, tau = f.get(f"onset_{side}_steps", math.nan), f[f"tau_{side}_steps"]
+        if not math.isfinite(onset):
+            return "no lobe"
+        return f"from {onset * ms:g}, tau {tau * ms:.3g}" if math.isfinite(tau) else f"from {onset * ms:g}"
+
     rows = []
     for model, p in stdp["pairing"].items():
         for term, t in p["terms"].items():
             f = t["fit_steps"]
             peak = max(t["dw"], key=abs) if t["dw"] else float("nan")
-            rows.append([model, term, f"{len(t['dt_steps'])}", f"{peak:.3g}",
-                         f"{f['tau_plus_steps'] * stdp['step_ms']:.3g}", f"{f['tau_minus_steps'] * stdp['step_ms']:.3g}"])
-    return rows
+            rows.append([model, term, f"{len(t['dt_steps'])}", f"{peak:.3g}", lobe(f, "plus"), lobe(f, "minus")])
     return rows
 
 
@@ -341,7 +353,8 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
               "under an injected current pulse; one synapse; dt is the measured difference of the two spike "
               "times; dw summed until the traces have decayed, minus the same run without the presynaptic "
               "pulse. Isolated pairs only (one spike each)."),
-        ("table", ["model", "term", "pairs", "largest |dw|", "tau+ (ms)", "tau- (ms)"], pairing_rows(stdp)),
+        ("table", ["model", "term", "pairs", "largest |dw|", "dt > 0 lobe: onset, tau+ (ms)",
+                   "dt < 0 lobe: onset, tau- (ms)"], pairing_rows(stdp)),
         ("p", f"One time step is taken as {stdp['step_ms']:g} ms. Bi & Poo (1998, fit of 2001): "
               "tau+ 16.8 ms, tau- 33.7 ms; the theory (Bengio et al. 2015-2017) predicts an antisymmetric "
               "window with equal areas (area ratio 1)."),

@@ -447,11 +447,28 @@ def pairing_window(result: dict, term: str) -> tuple[np.ndarray, np.ndarray]:
     return dts, np.array([by_dt[d] for d in dts])
 
 
+def _tail_lobe(x: np.ndarray, y: np.ndarray, sign: float) -> int:
+    """Index from which ``y`` keeps ``sign`` to the end of ``x`` (sorted by distance from 0):
+    where the lobe starts; ``len(x)`` when the last bin has the other sign."""
+    k = len(x)
+    while k > 0 and np.sign(y[k - 1]) == sign:
+        k -= 1
+    return k
+
+
 def fit_pairing(dts: np.ndarray, dws: np.ndarray) -> dict[str, float]:
-    """A+, tau+, A-, tau- of a deterministic window (no intervals: no noise to resample)."""
-    ap, tp = _fit_side(dts[dts > 0], dws[dts > 0])
-    am, tm = _fit_side(-dts[dts < 0], -dws[dts < 0])
-    return {"A_plus": ap, "tau_plus_steps": tp, "A_minus": am, "tau_minus_steps": tm}
+    """A+, tau+, A-, tau- of a deterministic window (no noise to resample), each side fitted on
+    its lobe: the bins from where dw takes the side's STDP sign to the end of the window (a spike's
+    latency after the current that caused it shifts the lobe away from dt = 0); the onsets too."""
+    out = {}
+    for side, sel, sign in (("plus", dts > 0, 1.0), ("minus", dts < 0, -1.0)):
+        order = np.argsort(np.abs(dts[sel]))
+        x, y = np.abs(dts[sel])[order].astype(float), dws[sel][order]
+        k = _tail_lobe(x, y, sign)
+        a, tau = _fit_side(x[k:], sign * y[k:]) if len(x) - k >= 3 else (math.nan, math.nan)
+        out[f"A_{side}"], out[f"tau_{side}_steps"] = a, tau
+        out[f"onset_{side}_steps"] = float(x[k]) if k < len(x) else math.nan
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ def rate_strata(recs, n_strata: int, step_ms: float):
     """Quantile edges of the postsynaptic firing rate (spikes per step over the nudged phase) and
     a mask maker per stratum; rates in Hz."""
     rates = np.concatenate([r.post[r.first:].mean(axis=0).ravel() for r in recs])
-    edges = np.quantile(rates, np.linspace(0, 1, n_strata + 1))
+    firing = rates[rates > 0]  # silent postsynaptic neurons make no pair: strata of the firing ones
+    edges = np.quantile(firing if firing.size else rates, np.linspace(0, 1, n_strata + 1))
+    edges[0] = min(edges[0], firing.min()) if firing.size else edges[0]
     edges[-1] += 1e-9
     makers = []
     for lo, hi in zip(edges[:-1], edges[1:]):
