@@ -87,6 +87,24 @@ def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
             rows.append([f"C5 STDP window, {model} (g {m['leak']:g}), hidden synapses, pre->post trace term",
                          "STDP-like window (tau+ 16.8 ms, tau- 33.7 ms)", stdp_taus(main),
                          f"area ratio {fmt_iv(main['area_ratio'], '.2f')} (theory 1)", main["verdict"]])
+        controls = {c["expected"]["verdict"]: c for c in stdp.get("controls", {}).values() if isinstance(c, dict)}
+        if controls:
+            rows.append(["C5 controls (synthetic post neuron, same recorder)", "positive: STDP-like; negative: flat",
+                         "; ".join(f"expected {k}: {c['verdict']}" for k, c in controls.items()), "", 
+                         "the measurement can tell" if all(c["verdict"] == k for k, c in controls.items())
+                         else "a control failed: the network's verdicts are not evidence"])
+        for model, p in stdp.get("pairing", {}).items():
+            f = p["terms"]["trace"]["fit_steps"]
+            ms = stdp["step_ms"]
+            def lobe(side, f=f, ms=ms):
+                onset = f.get(f"onset_{side}_steps", math.nan)
+                if not math.isfinite(onset) or not math.isfinite(f[f"tau_{side}_steps"]):
+                    return "no lobe"
+                return f"from {onset * ms:g} ms, tau {f[f'tau_{side}_steps'] * ms:.3g} ms"
+            both = math.isfinite(f.get("onset_plus_steps", math.nan)) and math.isfinite(f.get("onset_minus_steps", math.nan))
+            rows.append([f"C5 pairing protocol, {model} neuron, pre->post trace term", "STDP-like window",
+                         f"dt > 0: {lobe('plus')}; dt < 0: {lobe('minus')}", "isolated pairs, spikes from threshold crossings",
+                         "both lobes (shifted by the spike latency)" if both else "one lobe only"])
     return rows
 
 
@@ -105,7 +123,11 @@ def stdp_taus(w: dict) -> str:
     for name, key, lobe, sign in (("tau+", "tau_plus_ms", "lobe_pos", 1), ("tau-", "tau_minus_ms", "lobe_neg", -1)):
         iv = w[lobe]
         ok = math.isfinite(iv["lo"]) and ((iv["lo"] > 0) if sign > 0 else (iv["hi"] < 0))
-        parts.append(f"{name} {fmt_iv(w[key], '.3g')} ms" if ok else f"{name}: no lobe")
+        steps = w.get("fit", {}).get(key[: -len("_ms")], {}).get("value", 0.0)
+        if ok and steps >= 900:  # the fit's upper bound is 1000 steps: no decay to fit
+            parts.append(f"{name}: lobe, no exponential fit (at its bound)")
+        else:
+            parts.append(f"{name} {fmt_iv(w[key], '.3g')} ms" if ok else f"{name}: no lobe")
     return ", ".join(parts)
 
 
