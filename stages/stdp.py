@@ -87,6 +87,10 @@ def window_table(win: dict) -> dict:
 def worker(cfg: Config, run: Run) -> None:
     sc = cfg.stdp
     xp = get_xp(cfg.runtime.device)
+    for model, to_cfg in MODELS.items():  # every input named before any work
+        path = SeedPaths(to_cfg(cfg).eqspike.out, cfg.runtime.seed).weights
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: train it first (dvc repro train_{model}@{cfg.runtime.seed})")
     data = load(cfg.data, REPO)
     n = min(sc.n_examples, len(data.y_train))
     W = sc.max_dt_steps
@@ -100,10 +104,7 @@ def worker(cfg: Config, run: Run) -> None:
     # ---- the trained networks ------------------------------------------------------------
     for model, to_cfg in MODELS.items():
         mcfg = to_cfg(cfg)
-        path = SeedPaths(mcfg.eqspike.out, cfg.runtime.seed).weights
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: train it first (dvc repro train_{model}@{cfg.runtime.seed})")
-        params, _ = load_params(path, xp, mcfg.eqspike.sizes)
+        params, _ = load_params(SeedPaths(mcfg.eqspike.out, cfg.runtime.seed).weights, xp, mcfg.eqspike.sizes)
         recs, n_ex = record(mcfg, params, data, xp, n)
         if weights_boot is None or weights_boot.shape[1] != n_ex:
             weights_boot = stdp.bootstrap_weights(n_ex, sc.bootstrap, sc.seed)
