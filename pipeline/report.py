@@ -94,16 +94,11 @@ def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
                          "the measurement can tell" if all(c["verdict"] == k for k, c in controls.items())
                          else "a control failed: the network's verdicts are not evidence"])
         for model, p in stdp.get("pairing", {}).items():
-            f = p["terms"]["trace"]["fit_steps"]
-            ms = stdp["step_ms"]
-            def lobe(side, f=f, ms=ms):
-                onset = f.get(f"onset_{side}_steps", math.nan)
-                if not math.isfinite(onset) or not math.isfinite(f[f"tau_{side}_steps"]):
-                    return "no lobe"
-                return f"from {onset * ms:g} ms, tau {f[f'tau_{side}_steps'] * ms:.3g} ms"
-            both = math.isfinite(f.get("onset_plus_steps", math.nan)) and math.isfinite(f.get("onset_minus_steps", math.nan))
+            f, ms = p["terms"]["trace"]["fit_steps"], stdp["step_ms"]
+            both = all(math.isfinite(f.get(f"onset_{side}_steps", math.nan)) for side in ("plus", "minus"))
             rows.append([f"C5 pairing protocol, {model} neuron, pre->post trace term", "STDP-like window",
-                         f"dt > 0: {lobe('plus')}; dt < 0: {lobe('minus')}", "isolated pairs, spikes from threshold crossings",
+                         f"dt > 0: {pairing_lobe(f, 'plus', ms, ' ms')}; dt < 0: {pairing_lobe(f, 'minus', ms, ' ms')}",
+                         "isolated pairs, spikes from threshold crossings",
                          "both lobes (shifted by the spike latency)" if both else "one lobe only"])
     return rows
 
@@ -164,21 +159,24 @@ def stdp_phase_rows(stdp: dict) -> list[list[str]]:
     return rows
 
 
+def pairing_lobe(fit: dict, side: str, ms: float, unit: str = "") -> str:
+    """``from <onset>, tau <tau>`` of one side of a pairing window's fit (``plus`` | ``minus``)."""
+    onset, tau = fit.get(f"onset_{side}_steps", math.nan), fit[f"tau_{side}_steps"]
+    if not math.isfinite(onset):
+        return "no lobe"
+    start = f"from {onset * ms:g}{unit}"
+    return f"{start}, tau {tau * ms:.3g}{unit}" if math.isfinite(tau) else start
+
+
 def pairing_rows(stdp: dict) -> list[list[str]]:
     ms = stdp["step_ms"]
-
-    def lobe(f, side):
-        onset, tau = f.get(f"onset_{side}_steps", math.nan), f[f"tau_{side}_steps"]
-        if not math.isfinite(onset):
-            return "no lobe"
-        return f"from {onset * ms:g}, tau {tau * ms:.3g}" if math.isfinite(tau) else f"from {onset * ms:g}"
-
     rows = []
     for model, p in stdp["pairing"].items():
         for term, t in p["terms"].items():
             f = t["fit_steps"]
             peak = max(t["dw"], key=abs) if t["dw"] else float("nan")
-            rows.append([model, term, f"{len(t['dt_steps'])}", f"{peak:.3g}", lobe(f, "plus"), lobe(f, "minus")])
+            rows.append([model, term, f"{len(t['dt_steps'])}", f"{peak:.3g}", pairing_lobe(f, "plus", ms),
+                         pairing_lobe(f, "minus", ms)])
     return rows
 
 

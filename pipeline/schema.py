@@ -177,13 +177,14 @@ class TrainingCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EPOutCfg:
-    """Per seed n: ``<models>/seed<n>.npz``, ``<checkpoints>/seed<n>.npz``, ``<runs>/seed<n>/``
-    (metrics.json, curve.csv, curve.png)."""
+class ModelOutCfg:
+    """Where a trained model writes, per seed n: ``<models>/seed<n>.npz`` (weights),
+    ``<runs>/seed<n>/`` (metrics.json, curves; EqSpike also events.json and raster.png) and its
+    checkpoint ``<checkpoints>/<run key>.npz``. The folders of each model are in its conf/ file."""
 
-    models: str = opt("models/ep")
-    checkpoints: str = opt("checkpoints/ep")
-    runs: str = opt("runs/ep")
+    models: str = req(min_len=1)
+    checkpoints: str = req(min_len=1)
+    runs: str = req(min_len=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,7 +197,7 @@ class EPCfg(TrainingCfg):
     # how the equations are run (not what): compiled CPU kernels, array operations, or auto
     # (compiled on the CPU, array on a GPU)
     engine: str = req(choices=("auto", "array", "compiled"))
-    out: EPOutCfg = opt(EPOutCfg())
+    out: ModelOutCfg = req()
 
     def check(self, path: str) -> None:
         super().check(path)
@@ -222,16 +223,6 @@ class NeuronCfg:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EqSpikeOutCfg:
-    """Per seed n: ``<models>/seed<n>.npz``, ``<checkpoints>/seed<n>.npz``, ``<runs>/seed<n>/``
-    (metrics.json, curve.csv, curve.png, events.json, raster.png)."""
-
-    models: str = opt("models/eqspike")
-    checkpoints: str = opt("checkpoints/eqspike")
-    runs: str = opt("runs/eqspike")
-
-
-@dataclass(frozen=True, kw_only=True)
 class EqSpikeCfg(TrainingCfg):
     """EqSpike training (README, "The model"); the neuron model is the ``neuron`` group."""
 
@@ -243,19 +234,12 @@ class EqSpikeCfg(TrainingCfg):
     # (compiled on the CPU, array on a GPU); the input layer event-driven or as dense products
     engine: str = req(choices=("auto", "array", "compiled"))
     input_layer: str = req(choices=("event", "dense"))
-    out: EqSpikeOutCfg = opt(EqSpikeOutCfg())
+    out: ModelOutCfg = req()
 
     def check(self, path: str) -> None:
         super().check(path)
         if self.eval_avg_steps > self.T:
             raise ConfigError(f"{path}.eval_avg_steps: {self.eval_avg_steps} > T = {self.T}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BPOutCfg:
-    models: str = opt("models/bp")
-    checkpoints: str = opt("checkpoints/bp")
-    runs: str = opt("runs/bp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,14 +253,7 @@ class BPCfg:
     eval_batch_size: int = req(ge=1)
     lr_decay: float = req(gt=0, le=1)
     ema_decay: float = opt(0.0, ge=0, lt=1)
-    out: BPOutCfg = opt(BPOutCfg())
-
-
-@dataclass(frozen=True, kw_only=True)
-class VariantOutCfg:
-    models: str = opt("models/eqspike_variant")
-    checkpoints: str = opt("checkpoints/eqspike_variant")
-    runs: str = opt("runs/eqspike_variant")
+    out: ModelOutCfg = req()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -286,7 +263,7 @@ class VariantCfg:
 
     leak: float = req(gt=0, le=1)  # g of the state update; 1: no memory
     pre_factor: str = req(choices=("spike", "trace"))
-    out: VariantOutCfg = opt(VariantOutCfg())
+    out: ModelOutCfg = req()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -215,12 +215,13 @@ def _masked(rec: Recording, keep: np.ndarray) -> Recording:
     return Recording(pre, post, rec.ds_pre, rec.ds_post, rec.scale, rec.alpha, rec.examples)
 
 
-def _corrected(w: np.ndarray, s: Sums) -> np.ndarray:
-    """Control-subtracted per-bin mean for example weights ``w`` ``(R, n)`` -> ``(R, bins)``."""
+def _estimates(w: np.ndarray, s: Sums) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-bin means for example weights ``w`` ``(R, n)`` (row 0 all ones: the estimate):
+    control-subtracted ``(R, bins)``, and the estimate's real and control means ``(bins,)``."""
     with np.errstate(invalid="ignore", divide="ignore"):
         real = (w @ s.real) / (w @ s.n_real)
         ctrl = (w @ s.ctrl) / (w @ s.n_ctrl)
-    return real - ctrl
+    return real - ctrl, real[0], ctrl[0]
 
 
 def bootstrap_weights(n_examples: int, n_boot: int, seed: int) -> np.ndarray:
@@ -238,12 +239,11 @@ def window(sums: dict[str, Sums] | Sums, weights: np.ndarray, max_dt: int, net: 
     """Window of one term with its intervals. ``sums`` is one ``Sums`` or, with ``net``, the
     ``{"nudged+": ..., "nudged-": ...}`` pair whose difference is taken."""
     if net:
-        est = _corrected(weights, sums["nudged+"]) - _corrected(weights, sums["nudged-"])
+        plus, minus = _estimates(weights, sums["nudged+"]), _estimates(weights, sums["nudged-"])
+        est, raw, ctrl = (p - m for p, m in zip(plus, minus))
         base = sums["nudged+"]
-        raw = _raw_mean(sums["nudged+"]) - _raw_mean(sums["nudged-"])
-        ctrl = _ctrl_mean(sums["nudged+"]) - _ctrl_mean(sums["nudged-"])
     else:
-        est, base, raw, ctrl = _corrected(weights, sums), sums, _raw_mean(sums), _ctrl_mean(sums)
+        (est, raw, ctrl), base = _estimates(weights, sums), sums
     dt = np.arange(-max_dt, max_dt + 1)
     boot = est[1:]
     with warnings.catch_warnings():  # a bin without pairs has no interval (NaN), not a warning
@@ -257,16 +257,6 @@ def window(sums: dict[str, Sums] | Sums, weights: np.ndarray, max_dt: int, net: 
             "pairs": base.n_real.sum(axis=0), "control_pairs": base.n_ctrl.sum(axis=0),
             "lobe_pos": _interval(lobe_pos), "lobe_neg": _interval(lobe_neg), "area_ratio": _interval(ratio),
             "boot": est}
-
-
-def _raw_mean(s: Sums) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s.real.sum(axis=0) / s.n_real.sum(axis=0)
-
-
-def _ctrl_mean(s: Sums) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s.ctrl.sum(axis=0) / s.n_ctrl.sum(axis=0)
 
 
 def _interval(values: np.ndarray) -> dict[str, float]:

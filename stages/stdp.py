@@ -35,10 +35,12 @@ def record(cfg: Config, params, data, xp, n: int) -> tuple[dict, int]:
     synapses = stdp.sample_synapses(sizes, sc.synapses_per_layer, sc.seed)
     out: dict = {}
     B = cfg.eqspike.batch_size
+    done = 0
     for start in range(0, n, B):
         idx = order[start:start + B]
         if idx.size < 2:  # the shuffle control pairs example b with b + 1 of the same batch
             break
+        done = start + idx.size
         x = xp.asarray(data.x_train[idx], dtype=params.W[0].dtype)
         y = spiking.onehot(xp.asarray(data.y_train[idx]), sizes[-1], xp, x.dtype)
         rec = stdp.Recorder(synapses, dyn.beta, dyn.nudge == "symmetric", cfg.neuron.tau_syn_steps ** -1)
@@ -47,7 +49,7 @@ def record(cfg: Config, params, data, xp, n: int) -> tuple[dict, int]:
             out.setdefault(key, []).append(r)
     if not out:
         raise RuntimeError("stdp: no nudged phase recorded (eqspike.nudge and stdp.n_examples)")
-    return out, min(n, max(r.examples.max() for rs in out.values() for r in rs) + 1)
+    return out, done
 
 
 def rate_strata(recs, n_strata: int, step_ms: float):
@@ -65,6 +67,15 @@ def rate_strata(recs, n_strata: int, step_ms: float):
             return (rate >= lo) & (rate < hi)
         makers.append(((lo * 1000 / step_ms, hi * 1000 / step_ms), mask))
     return makers
+
+
+def phase_windows(sums: dict, weights, max_dt: int) -> tuple[dict, str]:
+    """Window of each recorded phase, and ``net`` (+beta minus -beta) when both ran; the name of
+    the window the verdict reads (``net``, or the one phase of one-sided nudging)."""
+    wins = {ph: stdp.window(s, weights, max_dt) for ph, s in sums.items()}
+    if len(sums) == 2:
+        wins["net"] = stdp.window(sums, weights, max_dt, net=True)
+    return wins, "net" if "net" in wins else next(iter(sums))
 
 
 def summarise(win: dict, fit: dict | None, step_ms: float) -> dict:
@@ -111,16 +122,13 @@ def worker(cfg: Config, run: Run) -> None:
         g = mcfg.neuron.leak
         m = {"leak": g, "tau_m_steps": (-1.0 / math.log(1.0 - g)) if g < 1 else 0.0,
              "tau_syn_steps": mcfg.neuron.tau_syn_steps, "pre_factor": mcfg.eqspike.pre_factor, "groups": {}}
-        panels = {}
+        panels, verdicts, phases_panel = {}, {}, {}
         for layer, group in GROUPS.items():
             gout = {}
             for term in stdp.TERMS:
                 sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control) for ph in stdp.PHASES
                         if (layer, ph) in recs}
-                wins = {ph: stdp.window(s, weights_boot, W) for ph, s in sums.items()}
-                if len(sums) == 2:
-                    wins["net"] = stdp.window(sums, weights_boot, W, net=True)
-                main = "net" if "net" in wins else stdp.PHASES[0]
+                wins, main = phase_windows(sums, weights_boot, W)
                 tout = {}
                 for ph, win in wins.items():
                     fit = stdp.fit_window(win, min(200, sc.bootstrap)) if ph == main else None
@@ -128,30 +136,29 @@ def worker(cfg: Config, run: Run) -> None:
                     csv_windows[f"{model}, {group}, {term}, {ph}"] = win
                 gout[term] = tout
                 key = stdp.slug(f"{model}, {group}, {term}")
+                verdicts[(group, term)] = tout[main]["verdict"]
                 flat[f"{key}.stdp_like"] = float(tout[main]["verdict"] == "STDP-like")
                 flat[f"{key}.lobe_pos"] = tout[main]["lobe_pos"]["value"]
                 flat[f"{key}.lobe_neg"] = tout[main]["lobe_neg"]["value"]
                 if term in ("trace", "applied"):
                     panels.setdefault(f"{group}, {main} window", {})[TERM_NAMES[term]] = wins[main]
+                if layer == 1 and term == "trace":  # the figure's per-phase panel
+                    phases_panel = {f"{ph} phase": wins[ph] for ph in stdp.PHASES if ph in wins}
             # firing-rate strata of the trace term's net window
             strata = []
             all_recs = [r for ph in stdp.PHASES for r in recs.get((layer, ph), [])]
             for (lo_hz, hi_hz), mask in rate_strata(all_recs, sc.rate_strata, sc.step_ms):
                 sums = {ph: stdp.Sums.collect(recs[(layer, ph)], "trace", W, n_ex, mask, sc.control) for ph in stdp.PHASES
                         if (layer, ph) in recs}
-                win = stdp.window(sums, weights_boot, W, net=len(sums) == 2) if len(sums) == 2 else \
-                    stdp.window(next(iter(sums.values())), weights_boot, W)
+                wins, main = phase_windows(sums, weights_boot, W)
+                win = wins[main]
                 strata.append({"post_rate_hz": [lo_hz, hi_hz], **summarise(win, None, sc.step_ms)})
             gout["trace_by_post_rate"] = strata
             m["groups"][group] = gout
-        panels["hidden synapses, trace term: +beta and -beta phases"] = {
-            f"{ph} phase": stdp.window(stdp.Sums.collect(recs[(1, ph)], "trace", W, n_ex, control=sc.control), weights_boot, W)
-            for ph in stdp.PHASES if (1, ph) in recs}
+        panels["hidden synapses, trace term: +beta and -beta phases"] = phases_panel
         figure_rows[f"{model} (g {g:g})"] = panels
         detail["models"][model] = m
-        print(f"{model}: " + "; ".join(
-            f"{grp} {t}: {m['groups'][grp][t][('net' if 'net' in m['groups'][grp][t] else 'nudged+')]['verdict']}"
-            for grp in GROUPS.values() for t in stdp.TERMS))
+        print(f"{model}: " + "; ".join(f"{grp} {t}: {verdicts[(grp, t)]}" for grp in GROUPS.values() for t in stdp.TERMS))
 
     # ---- controls with a known answer (the same recorder format and analysis) ------------------
     tau_syn = cfg.neuron.tau_syn_steps

@@ -21,7 +21,7 @@ from pipeline.backend import get_xp, to_host
 from pipeline.data import load
 from pipeline.neuron import NeuronModel
 from pipeline.plots import spike_raster
-from pipeline.schema import Config, EqSpikeCfg, EqSpikeOutCfg, NeuronCfg
+from pipeline.schema import Config, EqSpikeCfg, NeuronCfg
 from stages.common import REPO, Run, SeedPaths, atomic_write, stage_main, write_json
 from stages.training import train_and_write
 
@@ -40,7 +40,7 @@ def variant_config(cfg: Config) -> Config:
     """The config of the variant: ``eqspike`` and ``neuron`` with ``variant``'s leak,
     presynaptic factor and output folders (the same network, schedule and learning rates)."""
     lc = cfg.variant
-    eq = replace(cfg.eqspike, pre_factor=lc.pre_factor, out=EqSpikeOutCfg(**asdict(lc.out)))
+    eq = replace(cfg.eqspike, pre_factor=lc.pre_factor, out=lc.out)
     return replace(cfg, eqspike=eq, neuron=replace(cfg.neuron, leak=lc.leak))
 
 
