@@ -8,7 +8,7 @@ path, beside this machine's limits measured in the same run.
 
 What is timed is ``pipeline.train.fit`` for one epoch on the first ``--examples`` training
 examples and ``--test`` test examples, with the model built from ``params.yaml`` exactly as the
-stage builds it (``stages.train_ep.dynamics``, ``stages.train_eqspike.dynamics``): event counters,
+stage builds it (the parsed ``ep`` and ``eqspike`` configs are the models' own types): event counters,
 weight averaging, the BLAS thread limit and the evaluation of both weight sets included. Seconds
 per epoch are the training part scaled to 60,000 examples; the evaluation is reported apart.
 
@@ -38,14 +38,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import ep, events, spiking  # noqa: E402
-from pipeline.backend import get_xp  # noqa: E402
-from pipeline.data import Dataset, load  # noqa: E402
-from pipeline.network import copy_params, init_params  # noqa: E402
-from pipeline.train import fit  # noqa: E402
-from stages import train_ep, train_eqspike  # noqa: E402
-from stages.common import REPO, load_config  # noqa: E402
-from stages.training import schedule  # noqa: E402
+from pipeline.core import events
+from pipeline.core.backend import get_xp  # noqa: E402
+from pipeline.core.network import copy_params, init_params  # noqa: E402
+from pipeline.data.idx import Dataset, load  # noqa: E402
+from pipeline.models import ep, eqspike
+from pipeline.models.train import fit  # noqa: E402
+from runner.config import REPO, load_config  # noqa: E402
 
 EPOCH = 60_000
 
@@ -112,7 +111,7 @@ def subset(data: Dataset, n_train: int, n_test: int) -> Dataset:
 def time_fit(model, model_cfg, data: Dataset, seed: int, dtype: str) -> dict:
     """One epoch of ``fit`` as the stage runs it (one batch of warm-up first: compilation)."""
     xp = model.xp
-    sched = replace(schedule(model_cfg), epochs=1)
+    sched = replace(model_cfg, epochs=1)
     params = init_params(model_cfg.sizes, seed, xp, dtype)
     ema = copy_params(params) if sched.ema_decay > 0 else None
     fit(model, copy_params(params), subset(data, sched.batch_size, 10), sched, seed, progress=False,
@@ -131,7 +130,7 @@ def bench_ep(cfg, data, xp, engines) -> dict:
     out = {}
     for engine in engines:
         c = replace(cfg.ep, engine=engine)
-        model = ep.EPModel(train_ep.dynamics(c), xp, c.eval_batch_size)
+        model = ep.EPModel(c, xp, c.eval_batch_size)
         r = time_fit(model, c, data, cfg.runtime.seed, cfg.runtime.dtype)
         r.pop("record")
         out[engine] = r
@@ -143,7 +142,7 @@ def bench_eqspike(cfg, data, xp, variants, peak: float, l2: float) -> dict:
     n1 = cfg.eqspike.sizes[1]
     for engine, input_layer in variants:
         c = replace(cfg.eqspike, engine=engine, input_layer=input_layer)
-        model = spiking.EqSpikeModel(train_eqspike.dynamics(c, cfg.neuron), xp, cfg.runtime.seed, c.eval_batch_size)
+        model = eqspike.EqSpikeModel(c, xp, cfg.runtime.seed, c.eval_batch_size)
         r = time_fit(model, c, data, cfg.runtime.seed, cfg.runtime.dtype)
         train = events.totals(events.from_json(r["record"]["events"]["train"]), events.PHASES)
         per_layer = events.by_layer(events.from_json(r["record"]["events"]["train"]), events.PHASES, "synaptic_events")
@@ -155,7 +154,7 @@ def bench_eqspike(cfg, data, xp, variants, peak: float, l2: float) -> dict:
         dense_flop = 2.0 * n * (c.T + c.K) * c.sizes[0] * n1 + 2.0 * n * c.K * c.sizes[0] * n1
         r["dense_input_gflop_per_s"] = dense_flop / r["train_seconds"] / 1e9
         # the event-driven input layer's work: rows of W_1 added or subtracted (current only)
-        rows = input_row_operations(data.x_train[:200], c.T, c.K, cfg.neuron.threshold) * n
+        rows = input_row_operations(data.x_train[:200], c.T, c.K, c.neuron.threshold) * n
         r["input_row_operations_per_example"] = rows / n
         r["input_row_gb_per_s"] = rows * n1 * 4 / r["train_seconds"] / 1e9
         r.pop("record")

@@ -1,5 +1,5 @@
 """Benchmark: the same stage instances run one after the other (``dvc repro --single-item``, all
-cores to each) and as a two-worker sweep (``python -m stages.launch --launcher local``, one core
+cores to each) and as a two-worker sweep (``python -m cli.launch --launcher local``, one core
 to each job), on a clone of this repository's last commit that shares this repository's DVC
 cache (the data is there, nothing is downloaded). Prints both wall times and their ratio.
 
@@ -40,7 +40,7 @@ def clone(root: Path, name: str, overrides: list[str], env: dict) -> Path:
     sh([BIN / "dvc", "cache", "dir", "--local", REPO / ".dvc" / "cache"], d, env)
     sh([BIN / "dvc", "checkout", "--quiet", "fetch_data"], d, env)
     if overrides:
-        sh([BIN / "python", "-m", "stages.compose", *overrides], d, env)
+        sh([BIN / "python", "-m", "cli.compose", *overrides], d, env)
         sh(["git", "commit", "--quiet", "-am", "bench overrides"], d, env)
     return d
 
@@ -67,14 +67,14 @@ def main() -> int:
         # a sweep of one job per item, cores / items each (conf/launcher/local.yaml: threads 1)
         par = clone(root, "sweep", args.overrides, env)
         t0 = time.monotonic()
-        out = sh([BIN / "python", "-m", "stages.launch", *args.items, "--launcher", "local", "--sweep", "bench"],
+        out = sh([BIN / "python", "-m", "cli.launch", *args.items, "--launcher", "local", "--sweep", "bench"],
                  par, env)
         sweep = time.monotonic() - t0
         shutil.rmtree(par / ".scaleout", ignore_errors=True)
     print(out.strip().splitlines()[-1])
     print(f"items: {' '.join(args.items)}; overrides: {' '.join(args.overrides) or '(none)'}; {cores} cores")
     print(f"one after the other (dvc repro --force --single-item, {cores} threads each): {sequential:.1f} s")
-    print(f"two-worker sweep (stages.launch --launcher local, 1 thread per job, checkout + push included): "
+    print(f"two-worker sweep (cli.launch --launcher local, 1 thread per job, checkout + push included): "
           f"{sweep:.1f} s")
     print(f"ratio: {sequential / sweep:.2f}x")
     return 0

@@ -61,7 +61,7 @@ def preset(card: str, workload: str, batch: int, inference_j: float, training_j:
 
 
 def write_preset(out_dir: Path, slug: str, entry: dict) -> Path:
-    from stages.common import atomic_write
+    from pipeline.core.io import atomic_write
 
     path = out_dir / f"{slug}_{entry['workload']}_b{entry['batch']}.yaml"
     atomic_write(path, lambda p: p.write_text(yaml.safe_dump(entry, sort_keys=False)))
@@ -70,8 +70,8 @@ def write_preset(out_dir: Path, slug: str, entry: dict) -> Path:
 
 def workloads(cfg, xp, batch: int):
     """``{workload: (infer(), train())}``, each returning the examples it processed."""
-    from pipeline import bp, ep, spiking
-    from pipeline.network import init_params
+    from pipeline.core.network import init_params
+    from pipeline.models import bp, ep, eqspike
     from stages.train_ep import dynamics as ep_dynamics
     from stages.train_eqspike import dynamics as spike_dynamics
 
@@ -83,7 +83,7 @@ def workloads(cfg, xp, batch: int):
         params = init_params(sizes, 0, xp)
         lr = [1e-4] * (len(sizes) - 1)
         if name == "spiking_sim":
-            model = spiking.EqSpikeModel(spike_dynamics(cfg.eqspike, cfg.neuron, engine="array"), xp, 0, batch)
+            model = eqspike.EqSpikeModel(spike_dynamics(cfg.eqspike, cfg.neuron, engine="array"), xp, 0, batch)
         elif name == "rate_ep":
             model = ep.EPModel(ep_dynamics(cfg.ep), xp, batch)
         else:
@@ -109,8 +109,8 @@ def main() -> int:
     ap.add_argument("--out-dir", default=str(ROOT / "conf" / "energy" / "measured"))
     args = ap.parse_args()
 
-    from pipeline.backend import BackendError, get_xp
-    from stages.common import load_config
+    from pipeline.core.backend import BackendError, get_xp
+    from runner.config import load_config
 
     try:
         xp = get_xp("gpu")

@@ -1,5 +1,6 @@
 """DVC stage ``stdp``: STDP emergence in the trained EqSpike networks, the default (leaky state) and
-the variant (memoryless) (claim C5; the method, the controls and the verdict in pipeline/stdp.py).
+the variant (memoryless) (claim C5; the study in ``pipeline/analysis/stdp_study.py``, the method,
+the controls and the verdict in ``pipeline/analysis/stdp.py``).
 
     python -m stages.stdp
     python -m stages.stdp stdp.n_examples=50 stdp.step_ms=2
@@ -7,215 +8,32 @@ the variant (memoryless) (claim C5; the method, the controls and the verdict in 
 
 from __future__ import annotations
 
-import csv
-import math
 import sys
 
-import numpy as np
-
-from pipeline import spiking, stdp
-from pipeline.backend import get_xp
-from pipeline.data import load
-from pipeline.schema import Config
-from stages.common import REPO, Run, SeedPaths, atomic_write, load_params, repo_path, stage_main, write_json
-from stages.train_eqspike import MODELS, dynamics
-
-GROUPS = {0: "input synapses", 1: "hidden synapses"}
-TERM_NAMES = {"spike": "pre->post, spike factor", "trace": "pre->post, trace factor (eligibility)",
-              "applied": "applied rule (spike factor, both terms)"}
-
-
-def record(cfg: Config, params, data, xp, n: int) -> tuple[dict, int]:
-    """Recordings ``{(layer, phase): [Recording per batch]}`` of ``n`` training examples."""
-    sc = cfg.stdp
-    dyn = dynamics(cfg.eqspike, cfg.neuron, engine="array")  # observers need the array engine
-    sizes = [params.W[0].shape[0], *(w.shape[1] for w in params.W)]
-    rng = spiking.make_rng(xp, [sc.seed, 3])
-    order = np.random.default_rng(sc.seed).permutation(len(data.y_train))[:n]
-    synapses = stdp.sample_synapses(sizes, sc.synapses_per_layer, sc.seed)
-    out: dict = {}
-    B = cfg.eqspike.batch_size
-    done = 0
-    for start in range(0, n, B):
-        idx = order[start:start + B]
-        if idx.size < 2:  # the shuffle control pairs example b with b + 1 of the same batch
-            break
-        done = start + idx.size
-        x = xp.asarray(data.x_train[idx], dtype=params.W[0].dtype)
-        y = spiking.onehot(xp.asarray(data.y_train[idx]), sizes[-1], xp, x.dtype)
-        rec = stdp.Recorder(synapses, dyn.beta, dyn.nudge == "symmetric", cfg.neuron.tau_syn_steps ** -1)
-        spiking.simulate_learning(params, x, y, dyn, rng, rec)
-        for key, r in rec.recordings(np.arange(start, start + idx.size)).items():
-            out.setdefault(key, []).append(r)
-    if not out:
-        raise RuntimeError("stdp: no nudged phase recorded (eqspike.nudge and stdp.n_examples)")
-    return out, done
-
-
-def rate_strata(recs, n_strata: int, step_ms: float):
-    """Quantile edges of the postsynaptic firing rate (spikes per step over the nudged phase) and
-    a mask maker per stratum; rates in Hz."""
-    rates = np.concatenate([r.post[r.first:].mean(axis=0).ravel() for r in recs])
-    firing = rates[rates > 0]  # silent postsynaptic neurons make no pair: strata of the firing ones
-    edges = np.quantile(firing if firing.size else rates, np.linspace(0, 1, n_strata + 1))
-    edges[0] = min(edges[0], firing.min()) if firing.size else edges[0]
-    edges[-1] += 1e-9
-    makers = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        def mask(r, lo=lo, hi=hi):
-            rate = r.post[r.first:].mean(axis=0)
-            return (rate >= lo) & (rate < hi)
-        makers.append(((lo * 1000 / step_ms, hi * 1000 / step_ms), mask))
-    return makers
-
-
-def phase_windows(sums: dict, weights, max_dt: int) -> tuple[dict, str]:
-    """Window of each recorded phase, and ``net`` (+beta minus -beta) when both ran; the name of
-    the window the verdict reads (``net``, or the one phase of one-sided nudging)."""
-    wins = {ph: stdp.window(s, weights, max_dt) for ph, s in sums.items()}
-    if len(sums) == 2:
-        wins["net"] = stdp.window(sums, weights, max_dt, net=True)
-    return wins, "net" if "net" in wins else next(iter(sums))
-
-
-def summarise(win: dict, fit: dict | None, step_ms: float) -> dict:
-    kind, sentence = stdp.verdict(win)
-    out = {"verdict": kind, "sentence": sentence, "lobe_pos": win["lobe_pos"], "lobe_neg": win["lobe_neg"],
-           "area_ratio": win["area_ratio"], "pairs": float(np.nansum(win["pairs"]))}
-    if fit is not None:
-        out["fit"] = fit
-        for side in ("plus", "minus"):
-            iv = fit[f"tau_{side}"]
-            out[f"tau_{side}_ms"] = {k: v * step_ms for k, v in iv.items()}
-    return out
-
-
-def window_table(win: dict) -> dict:
-    return {k: [None if not math.isfinite(float(v)) else float(v) for v in win[k]]
-            for k in ("dt", "mean", "lo", "hi", "raw_mean", "control_mean", "pairs")}
+from pipeline.analysis import stdp_study
+from pipeline.config import Config
+from pipeline.core.backend import get_xp
+from pipeline.core.io import load_params
+from pipeline.data.idx import load
+from runner.config import REPO, seed_paths
+from runner.stage import stage_main
+from runner.tracking import Run
 
 
 def worker(cfg: Config, run: Run) -> None:
-    sc = cfg.stdp
-    xp = get_xp(cfg.runtime.device)
-    for model, to_cfg in MODELS.items():  # every input named before any work
-        path = SeedPaths(to_cfg(cfg).eqspike.out, cfg.runtime.seed).weights
+    models = {"eqspike": cfg.eqspike, "eqspike_variant": cfg.variant}
+    paths = {name: seed_paths(m.out, cfg.runtime.seed).weights for name, m in models.items()}
+    for name, path in paths.items():  # every input named before any work
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: train it first (dvc repro train_{model}@{cfg.runtime.seed})")
-    data = load(cfg.data, REPO)
-    n = min(sc.n_examples, len(data.y_train))
-    W = sc.max_dt_steps
-    detail = {"step_ms": sc.step_ms, "n_examples": n, "max_dt_steps": W, "bootstrap": sc.bootstrap,
-              "bi_poo": {"tau_plus_ms": stdp.BI_POO_TAU_PLUS_MS, "tau_minus_ms": stdp.BI_POO_TAU_MINUS_MS},
-              "models": {}, "controls": {}, "pairing": {}}
-    flat: dict[str, float] = {}
-    figure_rows, csv_windows = {}, {}
-    weights_boot = None
-
-    # ---- the trained networks ------------------------------------------------------------
-    for model, to_cfg in MODELS.items():
-        mcfg = to_cfg(cfg)
-        params, _ = load_params(SeedPaths(mcfg.eqspike.out, cfg.runtime.seed).weights, xp, mcfg.eqspike.sizes)
-        recs, n_ex = record(mcfg, params, data, xp, n)
-        if weights_boot is None or weights_boot.shape[1] != n_ex:
-            weights_boot = stdp.bootstrap_weights(n_ex, sc.bootstrap, sc.seed)
-        g = mcfg.neuron.leak
-        m = {"leak": g, "tau_m_steps": (-1.0 / math.log(1.0 - g)) if g < 1 else 0.0,
-             "tau_syn_steps": mcfg.neuron.tau_syn_steps, "pre_factor": mcfg.eqspike.pre_factor, "groups": {}}
-        panels, verdicts, phases_panel = {}, {}, {}
-        for layer, group in GROUPS.items():
-            gout = {}
-            for term in stdp.TERMS:
-                sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control) for ph in stdp.PHASES
-                        if (layer, ph) in recs}
-                wins, main = phase_windows(sums, weights_boot, W)
-                tout = {}
-                for ph, win in wins.items():
-                    fit = stdp.fit_window(win, min(200, sc.bootstrap)) if ph == main else None
-                    tout[ph] = {**summarise(win, fit, sc.step_ms), "window": window_table(win)}
-                    csv_windows[f"{model}, {group}, {term}, {ph}"] = win
-                gout[term] = tout
-                key = stdp.slug(f"{model}, {group}, {term}")
-                verdicts[(group, term)] = tout[main]["verdict"]
-                flat[f"{key}.stdp_like"] = float(tout[main]["verdict"] == "STDP-like")
-                flat[f"{key}.lobe_pos"] = tout[main]["lobe_pos"]["value"]
-                flat[f"{key}.lobe_neg"] = tout[main]["lobe_neg"]["value"]
-                if term in ("trace", "applied"):
-                    panels.setdefault(f"{group}, {main} window", {})[TERM_NAMES[term]] = wins[main]
-                if layer == 1 and term == "trace":  # the figure's per-phase panel
-                    phases_panel = {f"{ph} phase": wins[ph] for ph in stdp.PHASES if ph in wins}
-            # firing-rate strata of the trace term's net window
-            strata = []
-            all_recs = [r for ph in stdp.PHASES for r in recs.get((layer, ph), [])]
-            for (lo_hz, hi_hz), mask in rate_strata(all_recs, sc.rate_strata, sc.step_ms):
-                sums = {ph: stdp.Sums.collect(recs[(layer, ph)], "trace", W, n_ex, mask, sc.control) for ph in stdp.PHASES
-                        if (layer, ph) in recs}
-                wins, main = phase_windows(sums, weights_boot, W)
-                win = wins[main]
-                strata.append({"post_rate_hz": [lo_hz, hi_hz], **summarise(win, None, sc.step_ms)})
-            gout["trace_by_post_rate"] = strata
-            m["groups"][group] = gout
-        panels["hidden synapses, trace term: +beta and -beta phases"] = phases_panel
-        figure_rows[f"{model} (g {g:g})"] = panels
-        detail["models"][model] = m
-        print(f"{model}: " + "; ".join(f"{grp} {t}: {verdicts[(grp, t)]}" for grp in GROUPS.values() for t in stdp.TERMS))
-
-    # ---- controls with a known answer (the same recorder format and analysis) ------------------
-    tau_syn = cfg.neuron.tau_syn_steps
-    g_ctrl = 1.0 - math.exp(-1.0 / sc.control_tau_m)
-    ctrl_windows = {}
-    for name, coupled in (("positive control (state jumps at the post spike)", True),
-                          ("negative control (post spikes independent of the state)", False)):
-        recs = stdp.synthetic_recording(n, 2 * (cfg.eqspike.T // 2 + cfg.eqspike.K), cfg.eqspike.T // 2, 50,
-                                        0.05, 0.05, sc.control_tau_m, tau_syn, 0.1, sc.seed, coupled)
-        win = stdp.window(stdp.Sums.collect(recs, "trace", W, n, control=sc.control), stdp.bootstrap_weights(n, sc.bootstrap, sc.seed), W)
-        fit = stdp.fit_window(win, min(200, sc.bootstrap))
-        detail["controls"][name] = {**summarise(win, fit, sc.step_ms), "window": window_table(win),
-                                    "expected": {"tau_plus_steps": -1.0 / math.log(1.0 - 1.0 / tau_syn),
-                                                 "tau_minus_steps": sc.control_tau_m,
-                                                 "verdict": "STDP-like" if coupled else "no window"}}
-        ctrl_windows[name] = win
-        flat[f"control.{'positive' if coupled else 'negative'}.stdp_like"] = float(
-            detail["controls"][name]["verdict"] == "STDP-like")
-    detail["controls"]["theory_window_positive"] = [
-        float(v) * 0.1 for v in stdp.theory_window(np.arange(-W, W + 1), 1.0 / tau_syn, g_ctrl)]
-
-    # ---- pairing protocol: spikes from the neurons' own threshold crossings ---------------------
-    pairing_curves = {}
-    offsets = list(range(-W, W + 1))
-    for model, to_cfg in MODELS.items():
-        mcfg = to_cfg(cfg)
-        res = stdp.pairing(offsets, mcfg.neuron.leak, mcfg.neuron.tau_syn_steps, sc.pairing_weight,
-                           sc.pairing_pulse, sc.pairing_pulse_steps, sc.pairing_rest, mcfg.neuron.threshold)
-        detail["pairing"][model] = {"raw": res, "terms": {}}
-        for term in ("spike", "trace", "applied"):
-            d, w = stdp.pairing_window(res, term)
-            fit = stdp.fit_pairing(d, w)
-            detail["pairing"][model]["terms"][term] = {"dt_steps": d.tolist(), "dw": w.tolist(), "fit_steps": fit}
-            if term != "applied":
-                pairing_curves[f"{model} (g {mcfg.neuron.leak:g}), {term} term"] = (d, w)
-
-    # ---- outputs ------------------------------------------------------------------------
-    write_json(repo_path(sc.out.detail), detail)
-    write_json(repo_path(sc.out.metrics), {k: v for k, v in flat.items() if math.isfinite(v)})
-    window_dir = repo_path(sc.out.window_dir)
-    window_dir.mkdir(parents=True, exist_ok=True)
-    for name, win in csv_windows.items():
-        def write_csv(tmp, win=win):
-            with open(tmp, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["dt_steps", "dt_ms", "mean_dw", "ci_low", "ci_high", "control_mean", "pairs"])
-                for i, d in enumerate(win["dt"]):
-                    w.writerow([int(d), float(d) * sc.step_ms, win["mean"][i], win["lo"][i], win["hi"][i],
-                                win["control_mean"][i], int(win["pairs"][i])])
-
-        atomic_write(window_dir / f"{stdp.slug(name)}.csv", write_csv)
-    atomic_write(repo_path(sc.out.figure_png),
-                 lambda p: stdp.stdp_figure(figure_rows, ctrl_windows, pairing_curves, sc.step_ms, p))
-    run.metrics({k: v for k, v in flat.items() if math.isfinite(v)})
-    for path in (sc.out.metrics, sc.out.detail, sc.out.figure_png):
-        run.artifact(repo_path(path))
-    for name, c in detail["controls"].items():
+            raise FileNotFoundError(f"{path} is missing: train it first (dvc repro train_{name}@{cfg.runtime.seed})")
+    xp = get_xp(cfg.runtime.device)
+    trained = {name: (m, load_params(paths[name], xp, m.sizes)[0]) for name, m in models.items()}
+    result = stdp_study.study(trained, load(cfg.data, REPO), cfg.stdp, xp)
+    files = stdp_study.write(result, cfg.stdp, REPO)
+    run.metrics(result.flat)
+    for path in files:
+        run.artifact(path)
+    for name, c in result.detail["controls"].items():
         if isinstance(c, dict):
             print(f"{name}: {c['sentence']}")
 

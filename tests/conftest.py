@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import encode_idx, sha256_hex
-from pipeline.schema import DataCfg, parse
+from pipeline.core.schema import parse
+from pipeline.data.idx import encode_idx, sha256_hex
+from pipeline.data.spec import DataCfg
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -101,3 +102,23 @@ def mnist_like_dir(tmp_path) -> tuple[Path, list[str]]:
         "runtime.device=cpu", "runtime.progress=false",
     ]
     return directory, overrides
+
+
+# --------------------------------------------------------------------------------------------
+# The library's parameter types have no defaults for the science (conf/ is their one source);
+# these build them in tests with the values most tests share.
+# --------------------------------------------------------------------------------------------
+
+
+def ep_dynamics(**kw):
+    from pipeline.models import ep
+
+    base = dict(nudge="symmetric", nudge_placement="outside", activation="sigmoid", rule="ep", engine="auto")
+    return ep.Dynamics(**{**base, **kw})
+
+
+def spike_dynamics(**kw):
+    from pipeline.models import eqspike
+
+    base = dict(engine="auto", input_layer="event")
+    return eqspike.SpikeDynamics(**{**base, **kw})

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.backend import BackendError, array_module, get_xp, gpu_available, to_host
+from pipeline.core.backend import BackendError, array_module, get_xp, gpu_available, to_host
 from tests.conftest import REPO
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import bias, spiking
-from pipeline.network import copy_params, init_params
-from pipeline.neuron import NeuronModel, rho
+from pipeline.analysis import bias
+from pipeline.core.network import copy_params, init_params
+from pipeline.core.neuron import NeuronModel, rho
+from tests.conftest import spike_dynamics
 
 
 def loss(params, x, y, T):
@@ -46,9 +47,9 @@ def small_check():
     x[x < 0.4] = 0.0
     y = np.eye(10)[rng.integers(0, 10, 8)]
     params = init_params([49, 32, 10], seed=0, dtype="float64")
-    dyn = spiking.SpikeDynamics(T=40, K=20, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+    dyn = spike_dynamics(T=40, K=20, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
                                 eval_avg_steps=1, engine="array",
-                                neuron=NeuronModel("sigma_delta", 1.0, 5.0, 1.0))
+                                neuron=NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=5.0, leak=1.0))
     return bias.check(params, x, y, dyn, [0.1, 0.05], [1, 32], seed=0)
 
 

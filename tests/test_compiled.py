@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import ep, spiking
-from pipeline.compiled import fast_tanh_array
-from pipeline.events import Counts
-from pipeline.network import copy_params, init_params
-from pipeline.neuron import NeuronModel
+from pipeline.core.compiled import fast_tanh_array
+from pipeline.core.events import Counts
+from pipeline.core.network import copy_params, init_params
+from pipeline.core.neuron import NeuronModel
+from pipeline.models import ep, eqspike
+from tests.conftest import ep_dynamics, spike_dynamics
 
 
 def mnist_like(B: int, n: int, seed: int, dtype) -> np.ndarray:
@@ -31,25 +32,21 @@ def run(engine, dtype, model="sigma_delta", nudge="symmetric", pre_factor="spike
     params = init_params([40, 24, 5], seed=1, dtype=dtype)
     params.W[0][:] *= 3  # hidden neurons spike in a short run
     params.W[1][:] *= 3
-    dyn = spiking.SpikeDynamics(T=14, K=8, beta=0.5, nudge=nudge, pre_factor=pre_factor, activation=activation,
+    dyn = spike_dynamics(T=14, K=8, beta=0.5, nudge=nudge, pre_factor=pre_factor, activation=activation,
                                 eval_avg_steps=4, engine=engine, input_layer=input_layer,
                                 neuron=NeuronModel(model=model, threshold=1.0, tau_syn_steps=3.0, leak=1.0))
     before = copy_params(params)
     counts = Counts()
     # the windows the rule reads (spikes and state changes of every step) are the spikes to compare
     windows = []
-    real_rule = spiking.spike_rule
+    real_rule = eqspike.spike_rule
 
     def spy(p, plus, minus, *a, **k):
         windows.append([np.concatenate([np.asarray(w) for w in win.pre], axis=-1) for win in (plus, minus)])
         return real_rule(p, plus, minus, *a, **k)
 
-    spiking.spike_rule = spy
-    try:
-        out = spiking.train_batch(params, x, y, dyn, [0.2, 0.1], 1.0, spiking.make_rng(np, 7), counts)
-    finally:
-        spiking.spike_rule = real_rule
-    pred = spiking.predict(before, x, dyn, spiking.make_rng(np, 8), counts)
+    out = eqspike.train_batch(params, x, y, dyn, [0.2, 0.1], 1.0, eqspike.make_rng(np, 7), counts, rule=spy)
+    pred = eqspike.predict(before, x, dyn, eqspike.make_rng(np, 8), counts)
     delta = [a - b for a, b in zip(params.W + params.b, before.W + before.b)]
     return delta, counts.host(), windows[0], np.asarray(out), np.asarray(pred)
 
@@ -88,10 +85,10 @@ def test_float32_same_spikes_and_update_within_1e5(nudge, activation):
 
 def test_engines_fail_clearly():
     with pytest.raises(ValueError, match="eqspike.engine"):
-        spiking.SpikeDynamics(T=2, K=1, beta=0.1, nudge="symmetric", pre_factor="spike", activation="sigmoid",
-                              eval_avg_steps=1, engine="fast", neuron=NeuronModel("sigma_delta", 1.0, 2.0, 1.0))
+        spike_dynamics(T=2, K=1, beta=0.1, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+                              eval_avg_steps=1, engine="fast", neuron=NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=2.0, leak=1.0))
     with pytest.raises(ValueError, match="neuron.model"):
-        NeuronModel("izhikevich", 1.0, 2.0, 1.0)
+        NeuronModel(model="izhikevich", threshold=1.0, tau_syn_steps=2.0, leak=1.0)
 
 
 def test_fast_tanh_error_bound():
@@ -105,7 +102,7 @@ def test_fast_tanh_error_bound():
     assert np.all(np.diff(out) >= -5e-7)
 
 
-@pytest.mark.parametrize("kw", [{}, {"placement": "inside"}, {"nudge": "one_sided"}, {"activation": "hard_sigmoid"}])
+@pytest.mark.parametrize("kw", [{}, {"nudge_placement": "inside"}, {"nudge": "one_sided"}, {"activation": "hard_sigmoid"}])
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
 def test_rate_ep_compiled_matches_array(kw, dtype, tol):
     x = mnist_like(8, 40, 3, dtype)
@@ -114,7 +111,7 @@ def test_rate_ep_compiled_matches_array(kw, dtype, tol):
     for engine in ("array", "compiled"):
         params = init_params([40, 24, 5], seed=2, dtype=dtype)
         before = copy_params(params)
-        dyn = ep.Dynamics(T=12, K=5, beta=0.3, engine=engine, **kw)
+        dyn = ep_dynamics(T=12, K=5, beta=0.3, engine=engine, **kw)
         out = ep.train_batch(params, x, target, dyn, [0.1, 0.05])
         results.append(([a - b for a, b in zip(params.W + params.b, before.W + before.b)], out))
     (d_a, o_a), (d_c, o_c) = results

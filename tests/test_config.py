@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.schema import Config, ConfigError, parse
-from stages.common import compose_raw, load_config
+from pipeline.config import Config
+from pipeline.core.schema import ConfigError, parse
+from runner.config import compose_raw, load_config
 from tests.conftest import REPO
 
 CONF = REPO / "conf"
@@ -18,13 +19,13 @@ CONF = REPO / "conf"
 def test_params_yaml_matches_conf():
     composed = compose_raw(config_dir=CONF, config_name="config")
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert composed == committed, "params.yaml is stale: run `python -m stages.compose`"
+    assert composed == committed, "params.yaml is stale: run `python -m cli.compose`"
 
 
 def test_params_yaml_is_byte_for_byte_what_dvc_writes():
     """``dvc exp run`` rewrites params.yaml with its Hydra composition; the committed file is that
     text exactly, so an experiment does not reformat it."""
-    from stages.compose import compose_text
+    from cli.compose import compose_text
 
     assert compose_text([]) == (REPO / "params.yaml").read_text(encoding="utf-8")
 
@@ -106,8 +107,8 @@ def test_conf_is_the_one_source_of_defaults():
     the science fields have no default at all: a default could only disagree with conf/."""
     import dataclasses
 
-    from pipeline import schema
-    from stages.common import compose_raw
+    from pipeline import config as schema
+    from runner.config import compose_raw
 
     raw = compose_raw(config_dir=REPO / "conf", config_name="config")
     missing: list[str] = []
@@ -118,10 +119,14 @@ def test_conf_is_the_one_source_of_defaults():
         if cls is not None:
             walk_resolved(cls, raw.get(name), name, missing)
     assert missing == [], f"keys with a schema default but absent from conf/: {missing}"
-    for cls in (schema.TrainingCfg, schema.EPCfg, schema.EqSpikeCfg, schema.NeuronCfg):
+    from pipeline.core.neuron import NeuronModel
+    from pipeline.models import bp, ep, eqspike, train
+
+    for cls in (train.Schedule, ep.Dynamics, ep.EPConfig, eqspike.SpikeDynamics, eqspike.EqSpikeConfig,
+                NeuronModel, bp.BPConfig):
         science = {"sizes", "activation", "T", "K", "beta", "nudge", "lr", "batch_size", "epochs", "lr_decay",
                    "model", "threshold", "tau_syn_steps", "leak", "pre_factor", "eval_avg_steps", "rule",
-                   "nudge_placement"}
+                   "nudge_placement", "ema_decay", "engine", "input_layer", "eval_batch_size"}
         for f in dataclasses.fields(cls):
             if f.name in science:
                 assert f.default is dataclasses.MISSING, f"{cls.__name__}.{f.name} has a default"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 
 import pytest
 import yaml
 
-from pipeline import schema
-from pipeline.network import init_params, save_weights
+from pipeline.config import Config
+from pipeline.core.network import init_params, save_weights
 from tests.conftest import REPO
 
 # read, but with no effect on the outputs, or with their effect tracked by a file dependency
@@ -38,6 +39,19 @@ def covered(path: str, keys: set[str]) -> bool:
     return any(path == k or path.startswith(k + ".") for k in keys)
 
 
+def parameter_types(cls, seen=None) -> list[type]:
+    """``cls`` and every dataclass its fields hold (nested, in lists and unions), with their bases."""
+    seen = [] if seen is None else seen
+    for c in cls.__mro__:
+        if dataclasses.is_dataclass(c) and c not in seen:
+            seen.append(c)
+    for tp in typing.get_type_hints(cls).values():
+        for t in (tp, *typing.get_args(tp), *(a for arg in typing.get_args(tp) for a in typing.get_args(arg))):
+            if isinstance(t, type) and dataclasses.is_dataclass(t) and t not in seen:
+                parameter_types(t, seen)
+    return seen
+
+
 class Recorder:
     """Patches the schema dataclasses so that reading a leaf field of the stage's config (found
     by identity from the parsed ``Config``) is recorded as its dotted path."""
@@ -45,7 +59,7 @@ class Recorder:
     def __init__(self, monkeypatch):
         self.paths: dict[int, str] = {}
         self.read: set[str] = set()
-        classes = [c for c in vars(schema).values() if dataclasses.is_dataclass(c) and isinstance(c, type)]
+        classes = parameter_types(Config)
         for cls in classes:
             names = {f.name for f in dataclasses.fields(cls)}
             orig = cls.__getattribute__
@@ -60,16 +74,16 @@ class Recorder:
                 return value
 
             monkeypatch.setattr(cls, "__getattribute__", get)
-        import stages.common as common
+        import runner.stage as stage
 
-        original = common.load_config
+        original = stage.load_config
 
         def load(argv=None):
             raw, cfg = original(argv)
             self.index(cfg, "")
             return raw, cfg
 
-        monkeypatch.setattr(common, "load_config", load)
+        monkeypatch.setattr(stage, "load_config", load)
 
     def index(self, obj, path: str) -> None:
         if dataclasses.is_dataclass(obj):
@@ -112,13 +126,13 @@ def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
     spk = run_stage(monkeypatch, "train_eqspike", [
         *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
         "eqspike.eval_avg_steps=2", f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={out / 'ck'}", f"eqspike.out.runs={out / 'runs'}"])
-    assert "neuron.tau_syn_steps" in spk
+    assert "eqspike.neuron.tau_syn_steps" in spk
     assert undeclared("train_eqspike", spk) == []
     leaky = run_stage(monkeypatch, "train_eqspike_variant", [
         *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
         "eqspike.eval_avg_steps=2", f"variant.out.models={out / 'lmodels'}", f"variant.out.checkpoints={out / 'lck'}",
         f"variant.out.runs={out / 'lruns'}"])
-    assert "variant.leak" in leaky
+    assert "variant.neuron.leak" in leaky
     assert undeclared("train_eqspike_variant", leaky) == []
     bp = run_stage(monkeypatch, "train_bp", [
         *data, "bp.sizes=[784,16,10]", "bp.epochs=1", f"bp.out.models={out / 'bmodels'}",
@@ -154,3 +168,33 @@ def test_a_missing_declaration_is_caught():
     assert undeclared("energy", {"eqspike.T", "energy.gpu.name"}) == ["eqspike.T"]
     assert undeclared("stdp", {"data.n_train", "data.sources"}) == []
     assert undeclared("energy", {"data.n_train"}) == ["data.n_train"]
+
+
+def test_code_deps_are_the_modules_each_stage_imports():
+    """A stage's code deps in dvc.yaml are exactly the modules it imports (read from the imports
+    themselves, the root config not followed): they cannot drift from the code."""
+    from pipeline.models.run import code_files
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, spec in stages.items():
+        listed = sorted(d for d in spec["deps"] if isinstance(d, str) and d.split("/")[0] in ("pipeline", "runner",
+                                                                                              "stages"))
+        imported = code_files(f"stages.{name}", ("pipeline", "runner", "stages"), skip=("pipeline.config",))
+        assert listed == imported, (f"dvc.yaml {name}.deps: the code it imports is\n"
+                                    + "\n".join(f"      - {f}" for f in imported))
+
+
+def test_the_run_key_hashes_the_modules_the_model_imports():
+    """The code digest of a model's run key covers the files its class imports, and those are
+    deps of its training stage (a change there retrains it, and only there)."""
+    from pipeline.models import bp, ep, eqspike
+    from pipeline.models.run import code_files
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage, model in (("train_ep", ep.EPModel), ("train_bp", bp.BPModel), ("train_eqspike", eqspike.EqSpikeModel),
+                         ("train_eqspike_variant", eqspike.EqSpikeModel)):
+        files = code_files(model.__module__)
+        assert model.__module__.replace(".", "/") + ".py" in files
+        assert set(files) <= set(stages[stage]["deps"]), stage
+    assert "pipeline/models/eqspike/compiled_engine.py" in code_files(eqspike.EqSpikeModel.__module__)
+    assert not any("eqspike" in f for f in code_files(ep.EPModel.__module__))

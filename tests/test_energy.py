@@ -8,9 +8,11 @@ import json
 import pytest
 import yaml
 
-from pipeline import energy as en
-from pipeline.schema import ConfigError, GpuPresetCfg, MeasuredGpuCfg, NeuromorphicPresetCfg, parse
-from stages.energy import load_presets, main, sources
+from pipeline.analysis import energy as en
+from pipeline.analysis.energy import GpuPresetCfg, MeasuredGpuCfg, NeuromorphicPresetCfg
+from pipeline.analysis.energy_study import load_presets, sources
+from pipeline.core.schema import ConfigError, parse
+from stages.energy import main
 from tests.conftest import REPO
 
 PRESETS = REPO / "conf" / "energy"

@@ -7,7 +7,8 @@ import copy
 import numpy as np
 import pytest
 
-from pipeline import ep
+from pipeline.models import ep
+from tests.conftest import ep_dynamics
 
 
 def one_one_one(activation="hard_sigmoid"):
@@ -23,7 +24,7 @@ def rates(u):
 def test_hand_computed_free_trajectory():
     # h[t+1] = clip(0.5 x + 0.1 + 0.4 o[t]),  o[t+1] = clip(0.4 h[t] + 0.2), from h = o = 0
     params, x = one_one_one()
-    dyn = ep.Dynamics(T=3, K=1, beta=0.5, activation="hard_sigmoid")
+    dyn = ep_dynamics(T=3, K=1, beta=0.5, activation="hard_sigmoid")
     c = ep.offsets(params, x)
     u = ep.initial_state(params, 1)
     expected = [(0.6, 0.2), (0.68, 0.44), (0.776, 0.472)]
@@ -38,7 +39,7 @@ def test_hand_computed_nudged_step(placement, o_expected):
     #   outside: o = clip(0.4*0.776 + 0.2) + 2 (1 - 0.472) = 0.5104 + 1.056
     #   inside:  o = clip(0.5104 + 1.056) = 1
     params, x = one_one_one()
-    dyn = ep.Dynamics(T=3, K=1, beta=2.0, activation="hard_sigmoid", placement=placement)
+    dyn = ep_dynamics(T=3, K=1, beta=2.0, activation="hard_sigmoid", nudge_placement=placement)
     u = ep.free_phase(params, x, dyn)
     u = ep.step(params, ep.offsets(params, x), u, dyn, target=np.array([[1.0]]), beta=2.0)
     assert rates(u) == pytest.approx([0.6 + 0.4 * 0.472, o_expected], abs=1e-12)
@@ -46,7 +47,7 @@ def test_hand_computed_nudged_step(placement, o_expected):
 
 def test_sigmoid_step_matches_the_formula():
     params, x = one_one_one()
-    dyn = ep.Dynamics(T=1, K=1, beta=0.1, activation="sigmoid")
+    dyn = ep_dynamics(T=1, K=1, beta=0.1, activation="sigmoid")
     u = ep.free_phase(params, x, dyn, steps=2)
     sig = lambda v: 1.0 / (1.0 + np.exp(-4.0 * (v - 0.5)))
     h1, o1 = sig(0.6), sig(0.2)
@@ -80,7 +81,7 @@ def test_centred_dynamics_equal_the_rate_form(activation, placement):
     params = ep.init_params([7, 6, 5, 3], seed=1, dtype="float64")
     x = rng.random((4, 7))
     y = np.eye(3)[rng.integers(0, 3, 4)]
-    dyn = ep.Dynamics(T=6, K=4, beta=0.3, activation=activation, placement=placement)
+    dyn = ep_dynamics(T=6, K=4, beta=0.3, activation=activation, nudge_placement=placement)
     s_free = naive_phase(params, x, 6, activation=activation)
     u_free = ep.free_phase(params, x, dyn)
     for a, b in zip(u_free, s_free):
@@ -98,7 +99,7 @@ def test_update_is_the_per_synapse_formula():
     params = ep.init_params(sizes, seed=2, dtype="float64")
     x = rng.random((5, 4))
     y = rng.integers(0, 2, 5)
-    dyn = ep.Dynamics(T=8, K=5, beta=0.4, nudge="one_sided")
+    dyn = ep_dynamics(T=8, K=5, beta=0.4, nudge="one_sided")
     lr = [0.3, 0.2]
     free = naive_phase(params, x, 8)
     nudged = naive_phase(params, x, 5, free, np.eye(2)[y], 0.4)
@@ -127,7 +128,7 @@ def test_symmetric_update_is_the_difference_of_the_two_nudged_phases():
     neg = naive_phase(params, x, 5, free, np.eye(2)[y], -0.4)
     before = copy.deepcopy(params)
     ep.train_batch(params, x, ep.centred_target(y, 2, np, np.float64),
-                   ep.Dynamics(T=8, K=5, beta=0.4, nudge="symmetric"), [1.0, 1.0])
+                   ep_dynamics(T=8, K=5, beta=0.4, nudge="symmetric"), [1.0, 1.0])
     expected = (pos[0].T @ pos[1] - neg[0].T @ neg[1]) / (2 * 0.4 * 3)
     np.testing.assert_allclose(params.W[1] - before.W[1], expected, atol=1e-13)
 
@@ -141,7 +142,7 @@ def test_cep_sums_to_the_ep_update_for_small_rates():
     for rule in ("ep", "cep"):
         params = ep.init_params([6, 5, 3], seed=0, dtype="float64")
         before = copy.deepcopy(params)
-        ep.train_batch(params, x, t, ep.Dynamics(T=20, K=8, beta=0.2, nudge="one_sided", rule=rule),
+        ep.train_batch(params, x, t, ep_dynamics(T=20, K=8, beta=0.2, nudge="one_sided", rule=rule),
                        [1e-7, 1e-7])
         deltas[rule] = [(a - b) / 1e-7 for a, b in zip(params.W, before.W)]
     for a, b in zip(deltas["cep"], deltas["ep"]):
@@ -155,7 +156,9 @@ def test_random_sign_flips_beta():
     out = []
     for beta, sign in ((0.3, -1.0), (-0.3, 1.0)):
         params = ep.init_params([6, 5, 3], seed=0, dtype="float64")
-        ep.train_batch(params, x, t, ep.Dynamics(T=10, K=4, beta=beta, nudge="random_sign"), [0.1, 0.1], sign)
+        dyn = ep_dynamics(T=10, K=4, beta=0.3, nudge="random_sign")
+        object.__setattr__(dyn, "beta", beta)  # a negative beta is no config value: set past the check
+        ep.train_batch(params, x, t, dyn, [0.1, 0.1], sign)
         out.append(params.W[0])
     np.testing.assert_array_equal(out[0], out[1])
 
@@ -168,7 +171,7 @@ def test_same_seed_same_result():
         params = ep.init_params([6, 5, 3], seed=7)
         for _ in range(3):
             ep.train_batch(params, x, ep.centred_target(y, 3, np, np.float32),
-                           ep.Dynamics(T=10, K=4, beta=0.2), [0.1, 0.05])
+                           ep_dynamics(T=10, K=4, beta=0.2), [0.1, 0.05])
         results.append(params)
     for a, b in zip(results[0].W + results[0].b, results[1].W + results[1].b):
         np.testing.assert_array_equal(a, b)

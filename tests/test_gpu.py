@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import ep, spiking
-from pipeline.backend import gpu_available, to_host
-from pipeline.events import Counts
-from pipeline.neuron import NeuronModel
+from pipeline.core.backend import gpu_available, to_host
+from pipeline.core.events import Counts
+from pipeline.core.neuron import NeuronModel
+from pipeline.models import ep, eqspike
+from tests.conftest import ep_dynamics, spike_dynamics
 
-DYN = spiking.SpikeDynamics(T=20, K=10, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
-                            eval_avg_steps=1, neuron=NeuronModel("sigma_delta", 1.0, 10.0, 1.0))
+DYN = spike_dynamics(T=20, K=10, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+                            eval_avg_steps=1, neuron=NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=10.0, leak=1.0))
 
 pytestmark = [
     pytest.mark.gpu,
@@ -36,7 +37,7 @@ def test_ep_training_matches():
     def run(xp):
         params = ep.init_params([784, 64, 10], seed=0, xp=xp)
         x, y = xp.asarray(x_host), xp.asarray(y_host)
-        dyn = ep.Dynamics(T=20, K=8, beta=0.2)
+        dyn = ep_dynamics(T=20, K=8, beta=0.2)
         for i in range(0, 40, 20):
             ep.train_batch(params, x[i:i + 20], ep.centred_target(y[i:i + 20], 10, xp, np.float32), dyn, [0.1, 0.05])
         return [to_host(w) for w in params.W + params.b], ep.evaluate(params, x, y, dyn)
@@ -54,9 +55,9 @@ def test_eqspike_sigma_delta_matches():
     def run(xp):
         params = ep.init_params([784, 64, 10], seed=0, xp=xp)
         x = xp.asarray(x_host)
-        y = spiking.onehot(xp.asarray(y_host), 10, xp, np.float32)
+        y = eqspike.onehot(xp.asarray(y_host), 10, xp, np.float32)
         counts = Counts()
-        spiking.train_batch(params, x, y, DYN, [0.1, 0.05], counts=counts)
+        eqspike.train_batch(params, x, y, DYN, [0.1, 0.05], counts=counts)
         return [to_host(w) for w in params.W], {".".join(k): v for k, v in counts.host().items()}
 
     (cpu, c_cpu), (gpu, c_gpu) = _both(run)

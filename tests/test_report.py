@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from pipeline import report as rp
+from pipeline.analysis import report as rp
 
 
 def aggregate(eq: list[float], ep: list[float], raw: list[float] | None = None) -> dict:
-    from pipeline import stats
+    from pipeline.analysis import stats
 
     eq_s = {"test_accuracy": stats.summary(eq)}
     if raw:

@@ -76,7 +76,7 @@ def toy_repo(tmp_path):
     data = {**data_cfg_dict(arrays, [{"kind": "local", "path": str(src)}], directory="data/toy"),
             "n_train": None, "n_test": None}
     (head / "conf" / "data" / "toy.yaml").write_text(yaml.safe_dump(data))
-    run([BIN / "python", "-m", "stages.compose", *TINY], head, env)
+    run([BIN / "python", "-m", "cli.compose", *TINY], head, env)
     run(["git", "add", "-A"], head, env)
     run(["git", "commit", "-qm", "toy"], head, env)
     run([BIN / "dvc", "repro", "fetch_data"], head, env)
@@ -134,8 +134,8 @@ def mlflow_on_postgres(tmp_path):
 
 
 def test_launcher_configs_are_valid_and_bad_ones_are_named(tmp_path):
-    from pipeline.schema import ConfigError
-    from stages.launch import load_launcher
+    from cli.launch import load_launcher
+    from pipeline.core.schema import ConfigError
 
     assert load_launcher("local").executor == "local"
     slurm = load_launcher("slurm")
@@ -150,8 +150,8 @@ def test_launcher_configs_are_valid_and_bad_ones_are_named(tmp_path):
 def test_thread_cap_from_the_environment(monkeypatch):
     import numba
 
-    from pipeline.schema import ConfigError
-    from stages.common import apply_thread_limits
+    from pipeline.core.schema import ConfigError
+    from runner.stage import apply_thread_limits
 
     monkeypatch.setenv("EQSPIKE_THREADS", "1")
     before = numba.get_num_threads()
@@ -168,7 +168,7 @@ def test_thread_cap_from_the_environment(monkeypatch):
 
 
 def test_transient_tracking_errors_are_retried(monkeypatch):
-    from stages import common
+    from runner import tracking as common
 
     calls = []
 
@@ -191,7 +191,7 @@ def test_two_item_sweep_on_postgres_and_the_head_recomputes_nothing(toy_repo, ml
     uri, pg = mlflow_on_postgres
     env = {**env, "MLFLOW_TRACKING_URI": uri}
     t0 = time.monotonic()
-    out = run([BIN / "python", "-m", "stages.launch", "train_ep@0", "train_ep@1", "--launcher", "local",
+    out = run([BIN / "python", "-m", "cli.launch", "train_ep@0", "train_ep@1", "--launcher", "local",
                "--sweep", "s1"], head, env)
     sweep_seconds = time.monotonic() - t0
     assert "all 2 items finished" in out.stdout, out.stdout + out.stderr
@@ -228,14 +228,14 @@ def test_two_item_sweep_on_postgres_and_the_head_recomputes_nothing(toy_repo, ml
 
 
 def test_sigkilled_job_resubmitted_resumes_to_the_same_weights(toy_repo, tmp_path):
-    from pipeline.network import load_weights
-    from stages.launch import JobSpec, checkout, run_job
+    from cli.launch import JobSpec, checkout, run_job
+    from pipeline.core.network import load_weights
 
     head, env = toy_repo
     long = ["ep.epochs=150", "ep.sizes=[784,32,10]"]
     run(["git", "push", "--quiet", "origin", "HEAD:refs/heads/main"], head, env)
     uri = f"sqlite:///{tmp_path / 'jobs-mlflow.db'}"
-    run([BIN / "python", "-m", "stages.tracking_init"], head, {**env, "MLFLOW_TRACKING_URI": uri})
+    run([BIN / "python", "-m", "cli.tracking_init"], head, {**env, "MLFLOW_TRACKING_URI": uri})
 
     def spec(sweep, ckpt):
         return JobSpec(item="train_ep@0", sweep=sweep, origin=str(tmp_path / "origin.git"),
@@ -249,7 +249,7 @@ def test_sigkilled_job_resubmitted_resumes_to_the_same_weights(toy_repo, tmp_pat
     s = spec("killed", tmp_path / "ck")
     d = checkout(s)
     job_env = {**env, "EQSPIKE_CHECKPOINT_ROOT": s.checkpoint_root, "MLFLOW_TRACKING_URI": uri}
-    run([BIN / "python", "-m", "stages.compose", *s.overrides], d, job_env)
+    run([BIN / "python", "-m", "cli.compose", *s.overrides], d, job_env)
     run([BIN / "dvc", "remote", "add", "--local", "-f", "-d", "shared", s.remote], d, job_env)
     run([BIN / "dvc", "pull", "--quiet", "--allow-missing", "--with-deps", "train_ep@0"], d, job_env)
     proc = subprocess.Popen([BIN / "dvc", "repro", "--single-item", "train_ep@0"], cwd=d, env=job_env,
@@ -290,17 +290,17 @@ def test_failed_item_is_reported_with_the_command_that_resubmits_it(toy_repo, tm
     head, env = toy_repo
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
     # a learning rate that diverges: the job's stage fails, the sweep says which item and how to rerun it
-    out = run([BIN / "python", "-m", "stages.launch", "train_ep@1", "--launcher", "local", "--sweep", "bad",
+    out = run([BIN / "python", "-m", "cli.launch", "train_ep@1", "--launcher", "local", "--sweep", "bad",
                "-S", "ep.lr=[1e38,1e38]", "-S", "ep.epochs=2"], head, env, check=False)
     assert out.returncode == 1
     assert "1 of 1 items failed: train_ep@1" in out.stdout
-    assert "python -m stages.launch train_ep@1 --launcher local --sweep bad -S ep.lr=[1e38,1e38]" in out.stdout
+    assert "python -m cli.launch train_ep@1 --launcher local --sweep bad -S ep.lr=[1e38,1e38]" in out.stdout
     import mlflow
 
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert {r.info.run_name: r.info.status for r in runs} == {"bad": "FAILED", "bad/train_ep@1": "FAILED"}
-    bad = run([BIN / "python", "-m", "stages.launch", "nope@3", "--launcher", "local"], head, env, check=False)
+    bad = run([BIN / "python", "-m", "cli.launch", "nope@3", "--launcher", "local"], head, env, check=False)
     assert bad.returncode == 2 and "nope@3" in bad.stderr
 
 
@@ -310,7 +310,7 @@ def test_two_queued_experiments_with_two_workers(toy_repo):
     import mlflow
 
     head, env = toy_repo
-    run([BIN / "python", "-m", "stages.tracking_init"], head, env)
+    run([BIN / "python", "-m", "cli.tracking_init"], head, env)
     for lr in ("0.1", "0.05"):
         run([BIN / "dvc", "exp", "run", "--queue", "-S", f"ep.lr=[{lr},{lr}]", "train_ep@0"], head, env)
     run([BIN / "dvc", "queue", "start", "-j", "2"], head, env)

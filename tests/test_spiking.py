@@ -7,17 +7,18 @@ import copy
 import numpy as np
 import pytest
 
-from pipeline import ep
-from pipeline import spiking as sp
-from pipeline.events import Counts
-from pipeline.neuron import NeuronModel, emit
+from pipeline.core.events import Counts
+from pipeline.core.neuron import NeuronModel, emit
+from pipeline.models import ep
+from pipeline.models import eqspike as sp
+from tests.conftest import spike_dynamics
 
 SD = NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=2.0, leak=1.0)
 
 
 def make_dyn(T, K, beta, neuron=SD, nudge="symmetric", pre_factor="spike", activation="sigmoid",
              eval_avg_steps=1, engine="array", input_layer="event"):
-    return sp.SpikeDynamics(T=T, K=K, beta=beta, neuron=neuron, nudge=nudge, pre_factor=pre_factor,
+    return spike_dynamics(T=T, K=K, beta=beta, neuron=neuron, nudge=nudge, pre_factor=pre_factor,
                             activation=activation, eval_avg_steps=eval_avg_steps, engine=engine,
                             input_layer=input_layer)
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import stats
+from pipeline.analysis import stats
 
 
 def test_summary_matches_the_textbook_interval():

@@ -10,8 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import ep, spiking, stdp
-from pipeline.neuron import NeuronModel
+from pipeline.analysis import stdp
+from pipeline.core.neuron import NeuronModel
+from pipeline.models import ep, eqspike
+from tests.conftest import spike_dynamics
 
 
 def one_synapse(pre_t, post_t, ds_at, steps=20, first=10, B=2):
@@ -99,7 +101,8 @@ def test_pairing_protocol_spikes_come_from_threshold_crossings():
     """Leaky neurons, trace factor: depression lobe with the membrane time constant for pre
     after post, potentiation with the trace's for pre before post (shifted by the spike latency)."""
     g, tau_syn = 0.3, 10.0
-    res = stdp.pairing(range(-10, 11), g, tau_syn, 0.5, 2.3, 2, rest=-1.5)
+    res = stdp.pairing(range(-10, 11), NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=tau_syn, leak=g), 0.5, 2.3, 2,
+                       rest=-1.5)
     assert set(res["n_pre"]) == {1} and set(res["n_post"]) == {1}  # isolated pairs
     assert res["dt"] == list(range(-10, 11))  # same latency for both neurons
     d, w = stdp.pairing_window(res, "trace")
@@ -110,7 +113,8 @@ def test_pairing_protocol_spikes_come_from_threshold_crossings():
     ratio = w[late][1:] / w[late][:-1]
     assert ratio == pytest.approx(1 - 1 / tau_syn, rel=0.05)
     # no leak: the memoryless state gives no lobe beyond a couple of steps
-    d1, w1 = stdp.pairing_window(stdp.pairing(range(-10, 11), 1.0, tau_syn, 0.5, 2.3, 2, rest=-1.5), "spike")
+    d1, w1 = stdp.pairing_window(stdp.pairing(range(-10, 11), NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=tau_syn, leak=1.0),
+                                                  0.5, 2.3, 2, rest=-1.5), "spike")
     assert np.abs(w1[np.abs(d1) >= 3]).max() < 1e-3 * np.abs(w1).max()
 
 
@@ -120,11 +124,11 @@ def test_recorder_observes_the_training_step_function():
     params.W[1][:] *= 6
     x = np.random.default_rng(0).random((2, 6))
     y = np.eye(3)[[0, 1]]
-    dyn = spiking.SpikeDynamics(T=10, K=6, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+    dyn = spike_dynamics(T=10, K=6, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
                                 eval_avg_steps=1, engine="array",
                                 neuron=NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=2.0, leak=1.0))
     rec = stdp.Recorder(stdp.sample_synapses([6, 5, 3], 30, 0), dyn.beta, symmetric=True, alpha=0.5)
-    spiking.simulate_learning(params, x, y, dyn, observer=rec)
+    eqspike.simulate_learning(params, x, y, dyn, observer=rec)
     recs = rec.recordings(np.arange(2))
     assert set(recs) == {(0, "nudged+"), (0, "nudged-"), (1, "nudged+"), (1, "nudged-")}
     r = recs[(1, "nudged+")]
@@ -138,7 +142,7 @@ def test_recorder_observes_the_training_step_function():
 
 
 def _weights(tmp_path, sizes):
-    from pipeline.network import save_weights
+    from pipeline.core.network import save_weights
 
     params = ep.init_params(sizes, seed=0)
     params.W[0][:] *= 4

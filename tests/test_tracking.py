@@ -8,7 +8,8 @@ import time
 import mlflow
 import pytest
 
-from stages.common import stage_main, tracking_root
+from runner.stage import stage_main
+from runner.tracking import tracking_root
 
 
 def _runs():
@@ -71,13 +72,14 @@ def test_queued_experiments_track_into_the_parent_repo(monkeypatch, tmp_path):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     assert tracking_root() == tmp_path.resolve()
     monkeypatch.delenv("DVC_ROOT")
-    from stages.common import REPO
+    from runner.config import REPO
 
     assert tracking_root() == REPO
 
 
 def test_default_store_is_absolute_sqlite(monkeypatch):
-    from stages.common import load_config, tracking_uri
+    from runner.config import load_config
+    from runner.tracking import tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
@@ -94,11 +96,11 @@ def _reset_mlflow():
 
 def test_experiment_opens_on_training_runs_and_runs_say_what_they_were(mlflow_store, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "exp-lr")
-    assert stage_main("demo", lambda cfg, run: None)(["eqspike.epochs=2", "neuron.model=bernoulli"]) == 0
+    assert stage_main("demo", lambda cfg, run: None)(["eqspike.epochs=2", "eqspike.neuron.model=bernoulli"]) == 0
     exp = mlflow.get_experiment_by_name("eqspike")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = _runs()
-    assert run.info.run_name == "demo [exp-lr] eqspike.epochs=2 neuron.model=bernoulli"
+    assert run.info.run_name == "demo [exp-lr] eqspike.epochs=2 eqspike.neuron.model=bernoulli"
     note = run.data.tags["mlflow.note.content"]
     assert "| eqspike.epochs | 15 | 2 |" in note and "exp-lr" in note
     assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import events as ev
-from pipeline.network import load_weights
+from pipeline.core import events as ev
+from pipeline.core.network import load_weights
 from stages.train_eqspike import main
 
 
@@ -45,7 +45,7 @@ def test_outputs_counters_and_raster(tmp_path, mnist_like_dir, mlflow_store):
 
 @pytest.mark.parametrize("neuron", ["sigma_delta", "bernoulli"])
 def test_resume_gives_the_same_weights(tmp_path, mnist_like_dir, mlflow_store, neuron):
-    n = [f"neuron.model={neuron}"]
+    n = [f"eqspike.neuron.model={neuron}"]
     assert main(tiny(tmp_path / "full", mnist_like_dir, 2, *n)) == 0
     assert main(tiny(tmp_path / "part", mnist_like_dir, 1, *n)) == 0
     assert main(tiny(tmp_path / "part", mnist_like_dir, 2, *n)) == 0
@@ -65,11 +65,11 @@ def test_one_sided_counts_free_phase_updates(tmp_path, mnist_like_dir, mlflow_st
 @pytest.mark.parametrize(
     "override,key",
     [
-        ("neuron.model=izhikevich", "neuron.model"),
-        ("neuron.tau_syn_steps=0", "neuron.tau_syn_steps"),
-        ("neuron.threshold=0.5", "neuron.threshold"),
-        ("neuron.leak=0", "neuron.leak"),
-        ("neuron.leak=1.5", "neuron.leak"),
+        ("eqspike.neuron.model=izhikevich", "eqspike.neuron.model"),
+        ("eqspike.neuron.tau_syn_steps=0", "eqspike.neuron.tau_syn_steps"),
+        ("eqspike.neuron.threshold=0.5", "eqspike.neuron.threshold"),
+        ("eqspike.neuron.leak=0", "eqspike.neuron.leak"),
+        ("eqspike.neuron.leak=1.5", "eqspike.neuron.leak"),
         ("eqspike.ema_decay=1.0", "eqspike.ema_decay"),
         ("eqspike.eval_avg_steps=100", "eqspike.eval_avg_steps"),
         ("eqspike.beta=0", "eqspike.beta"),

@@ -8,7 +8,7 @@ import json
 import mlflow
 import numpy as np
 
-from pipeline.network import load_weights
+from pipeline.core.network import load_weights
 from stages.train_ep import main
 
 

@@ -1,0 +1,477 @@
+"""The paper side by side: claims table, comparison table, rendered to Markdown and to a
+self-contained HTML page (images inlined as base64, no network needed to view it).
+
+A report is a list of blocks, rendered twice from the same content:
+``("h", level, text)``, ``("p", text)``, ``("table", header, rows)``, ``("img", path, caption)``,
+``("code", text)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.core.schema import opt, req
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedResult:
+    """A published MNIST result for the comparison table (claim C3), with its source."""
+
+    method: str = req(min_len=1)
+    learning: str = req(min_len=1)
+    network: str = req(min_len=1)
+    accuracy: float = req(gt=0, le=1)
+    source: str = req(min_len=3)
+    recalled: bool = opt(False)  # not re-read in the primary source
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportOutCfg:
+    markdown: str = opt("report/REPORT.md")
+    html: str = opt("report/REPORT.html")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportCfg:
+    """The report; the paper's values (claims C1, C2) are written once, in conf/report/."""
+
+    paper_eqspike_accuracy: float = req(gt=0, le=1)
+    paper_rate_accuracy: float = req(gt=0, le=1)
+    published: list[PublishedResult] = req()
+    out: ReportOutCfg = opt(ReportOutCfg())
+
+
+
+Block = tuple
+# the model whose accuracy goes beside each GPU workload of the energy table
+WORKLOAD_MODEL = {"spiking_sim": "eqspike", "rate_ep": "ep", "mlp_bp": "bp"}
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f} %"
+
+
+def times(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:,.0f}x" if x >= 10 else f"{x:.2g}x"
+
+
+def interval(summary: dict | None) -> str:
+    """``97.82 % +- 0.05 (95 % CI 97.75-97.89 %, 5 seeds)``, or the single value of one seed."""
+    if not summary:
+        return "n/a"
+    if summary.get("std") is None:
+        return f"{pct(summary['mean'])} (one seed)"
+    return (f"{pct(summary['mean'])} +- {100 * summary['std']:.2f} (95 % CI {100 * summary['ci_low']:.2f}-"
+            f"{100 * summary['ci_high']:.2f} %, {summary['n']} seeds)")
+
+
+def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
+                paper_eqspike: float, paper_rate: float) -> list[list[str]]:
+    """C1-C5: claim, paper, ours, difference, verdict (plain words). C1 and C2 read the intervals
+    over seeds (``agg``: the aggregate stage's detail)."""
+    rows = []
+    if agg:
+        eq, ep, v = agg["summaries"]["eqspike"], agg["summaries"]["ep"], agg["verdicts"]
+        rows.append(["C1 EqSpike accuracy on MNIST (weight average, a training aid)", pct(paper_eqspike, 1),
+                     interval(eq.get("test_accuracy")),
+                     f"{100 * (eq['test_accuracy']['mean'] - paper_eqspike):+.2f} points (mean)",
+                     v["C1 EqSpike (averaged weights)"]])
+        if "test_accuracy_raw" in eq:
+            rows.append(["C1 EqSpike accuracy on MNIST (raw weights: what the synapses hold)", pct(paper_eqspike, 1),
+                         interval(eq["test_accuracy_raw"]),
+                         f"{100 * (eq['test_accuracy_raw']['mean'] - paper_eqspike):+.2f} points (mean)",
+                         v["C1 EqSpike (raw weights)"]])
+        rows.append(["C2 rate-based EP on the same network", f"about {pct(paper_rate, 1)}",
+                     interval(ep.get("test_accuracy")),
+                     f"{100 * (ep['test_accuracy']['mean'] - paper_rate):+.2f} points (mean)", v["C2 rate-based EP"]])
+        gap = agg["gap_ep_minus_eqspike"]
+        gap_text = f"{100 * gap['mean']:.2f} points"
+        if gap["ci_low"] is not None:
+            gap_text += f" (95 % CI {100 * gap['ci_low']:.2f} to {100 * gap['ci_high']:.2f})"
+        similar = gap["ci_high"] is not None and gap["ci_high"] < 0.01
+        rows.append(["C2 EqSpike similar to rate-based EP", "gap about 0.4 points",
+                     f"gap rate EP - EqSpike {gap_text}", "",
+                     "similar: the whole interval of the gap is under 1 point" if similar
+                     else "the interval of the gap reaches 1 point or more, or has one seed"])
+    if energy:
+        h, claims = energy["headline"], energy["assumptions"]
+        for task in ("inference", "training"):
+            rows.append([f"C4 energy, {task} (neuromorphic vs GPU)", times(energy["paper"][f"{task}_ratio"]),
+                         f"{times(h[f'{task}_ratio'])} ({h['workload']} on {h['gpu']} at {h['regime']} / "
+                         f"{h['neuromorphic']})", "headline rule: " + energy.get("headline_rule", ""),
+                         claims[task]])
+    if agg and "eqspike_variant" in agg["summaries"]:
+        lk, v = agg["summaries"]["eqspike_variant"], agg["verdicts"]
+        rows.append(["C1, the EqSpike variant (raw weights)", pct(paper_eqspike, 1),
+                     interval(lk.get("test_accuracy_raw")),
+                     f"{100 * (lk['test_accuracy_raw']['mean'] - paper_eqspike):+.2f} points (mean)",
+                     v["C1 EqSpike variant (raw weights)"]])
+    if stdp:
+        for model, m in stdp["models"].items():
+            w = m["groups"]["hidden synapses"]["trace"]
+            main = w.get("net") or w["nudged+"]
+            rows.append([f"C5 STDP window, {model} (g {m['leak']:g}), hidden synapses, pre->post trace term",
+                         "STDP-like window (tau+ 16.8 ms, tau- 33.7 ms)", stdp_taus(main),
+                         f"area ratio {fmt_iv(main['area_ratio'], '.2f')} (theory 1)", main["verdict"]])
+        controls = {c["expected"]["verdict"]: c for c in stdp.get("controls", {}).values() if isinstance(c, dict)}
+        if controls:
+            rows.append(["C5 controls (synthetic post neuron, same recorder)", "positive: STDP-like; negative: flat",
+                         "; ".join(f"expected {k}: {c['verdict']}" for k, c in controls.items()), "", 
+                         "the measurement can tell" if all(c["verdict"] == k for k, c in controls.items())
+                         else "a control failed: the network's verdicts are not evidence"])
+        for model, p in stdp.get("pairing", {}).items():
+            f, ms = p["terms"]["trace"]["fit_steps"], stdp["step_ms"]
+            both = all(math.isfinite(f.get(f"onset_{side}_steps", math.nan)) for side in ("plus", "minus"))
+            rows.append([f"C5 pairing protocol, {model} neuron, pre->post trace term", "STDP-like window",
+                         f"dt > 0: {pairing_lobe(f, 'plus', ms, ' ms')}; dt < 0: {pairing_lobe(f, 'minus', ms, ' ms')}",
+                         "isolated pairs, spikes from threshold crossings",
+                         "both lobes (shifted by the spike latency)" if both else "one lobe only"])
+    return rows
+
+
+def fmt_iv(iv: dict, spec: str = ".3g", scale: float = 1.0) -> str:
+    """``value [lo, hi]``."""
+    def f(x):
+        return "n/a" if x is None or not math.isfinite(x) else format(x * scale, spec)
+    return f"{f(iv['value'])} [{f(iv['lo'])}, {f(iv['hi'])}]"
+
+
+def stdp_taus(w: dict) -> str:
+    """Fitted time constants of the lobes that exist (significant, with STDP's sign)."""
+    if "tau_plus_ms" not in w:
+        return "n/a"
+    parts = []
+    for name, key, lobe, sign in (("tau+", "tau_plus_ms", "lobe_pos", 1), ("tau-", "tau_minus_ms", "lobe_neg", -1)):
+        iv = w[lobe]
+        ok = math.isfinite(iv["lo"]) and ((iv["lo"] > 0) if sign > 0 else (iv["hi"] < 0))
+        steps = w.get("fit", {}).get(key[: -len("_ms")], {}).get("value", 0.0)
+        if ok and steps >= 900:  # the fit's upper bound is 1000 steps: no decay to fit
+            parts.append(f"{name}: lobe, no exponential fit (at its bound)")
+        else:
+            parts.append(f"{name} {fmt_iv(w[key], '.3g')} ms" if ok else f"{name}: no lobe")
+    return ", ".join(parts)
+
+
+def stdp_rows(stdp: dict) -> list[list[str]]:
+    """Every model x synapse group x term: net window's lobes, fitted time constants, verdict."""
+    rows = []
+    for model, m in stdp["models"].items():
+        for group, terms in m["groups"].items():
+            for term in ("spike", "trace", "applied"):
+                w = terms[term].get("net") or terms[term]["nudged+"]
+                rows.append([f"{model} (g {m['leak']:g})", group, term, fmt_iv(w["lobe_pos"]), fmt_iv(w["lobe_neg"]),
+                             stdp_taus(w), fmt_iv(w["area_ratio"], ".2f"), w["verdict"]])
+    for name, c in stdp["controls"].items():
+        if isinstance(c, dict) and "lobe_pos" in c:
+            rows.append(["synthetic", name, "trace", fmt_iv(c["lobe_pos"]), fmt_iv(c["lobe_neg"]), stdp_taus(c),
+                         fmt_iv(c["area_ratio"], ".2f"), f"{c['verdict']} (expected: {c['expected']['verdict']})"])
+    return rows
+
+
+def stdp_phase_rows(stdp: dict) -> list[list[str]]:
+    """+beta and -beta phases separately (no sign flip) and the post-rate strata."""
+    rows = []
+    for model, m in stdp["models"].items():
+        for group, terms in m["groups"].items():
+            for ph in ("nudged+", "nudged-"):
+                if ph in terms["trace"]:
+                    w = terms["trace"][ph]
+                    rows.append([f"{model}", group, f"{ph} phase", fmt_iv(w["lobe_pos"]), fmt_iv(w["lobe_neg"]),
+                                 w["verdict"]])
+            for st in terms["trace_by_post_rate"]:
+                lo, hi = st["post_rate_hz"]
+                rows.append([f"{model}", group, f"net, post rate {lo:.0f}-{hi:.0f} Hz", fmt_iv(st["lobe_pos"]),
+                             fmt_iv(st["lobe_neg"]), st["verdict"]])
+    return rows
+
+
+def pairing_lobe(fit: dict, side: str, ms: float, unit: str = "") -> str:
+    """``from <onset>, tau <tau>`` of one side of a pairing window's fit (``plus`` | ``minus``)."""
+    onset, tau = fit.get(f"onset_{side}_steps", math.nan), fit[f"tau_{side}_steps"]
+    if not math.isfinite(onset):
+        return "no lobe"
+    start = f"from {onset * ms:g}{unit}"
+    return f"{start}, tau {tau * ms:.3g}{unit}" if math.isfinite(tau) else start
+
+
+def pairing_rows(stdp: dict) -> list[list[str]]:
+    ms = stdp["step_ms"]
+    rows = []
+    for model, p in stdp["pairing"].items():
+        for term, t in p["terms"].items():
+            f = t["fit_steps"]
+            peak = max(t["dw"], key=abs) if t["dw"] else float("nan")
+            rows.append([model, term, f"{len(t['dt_steps'])}", f"{peak:.3g}", pairing_lobe(f, "plus", ms),
+                         pairing_lobe(f, "minus", ms)])
+    return rows
+
+
+def energy_rows(energy: dict) -> list[list[str]]:
+    """One row per GPU workload x regime x GPU; per neuromorphic preset the inference and
+    training ratios (the table's variant)."""
+    neuros = sorted(energy["neuromorphic"])
+    keys = []
+    for p in energy["pairs"]:
+        k = (p["workload"], p["regime"], p["gpu"])
+        if k not in keys:
+            keys.append(k)
+    rows = []
+    for k in keys:
+        cells = []
+        for n in neuros:
+            p = next((p for p in energy["pairs"] if (p["workload"], p["regime"], p["gpu"]) == k
+                      and p["neuromorphic"] == n and p["variant"] == energy["variant"]), None)
+            cells.append("n/a" if p is None else f"{times(p['inference_ratio'])} / {times(p['training_ratio'])}")
+        rows.append([*k, *cells])
+    return rows
+
+
+def comparison_rows(published: Sequence[dict], ours: Sequence[dict]) -> list[list[str]]:
+    """The C3 table: published results and ours, sorted by accuracy, each with its source."""
+    rows = [{**r, "ours": False} for r in published] + [{**r, "ours": True} for r in ours]
+    rows.sort(key=lambda r: -r["accuracy"])
+    return [[("**" + r["method"] + "**") if r["ours"] else r["method"], r["learning"], r["network"],
+             pct(r["accuracy"]) + (" (recalled)" if r.get("recalled") else ""), r["source"]] for r in rows]
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    out = []
+    for b in blocks:
+        kind = b[0]
+        if kind == "h":
+            out.append("#" * b[1] + " " + b[2])
+        elif kind == "p":
+            out.append(b[1])
+        elif kind == "table":
+            header, rows = b[1], b[2]
+            out.append("| " + " | ".join(header) + " |")
+            out.append("|" + "|".join("---" for _ in header) + "|")
+            out.extend("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows)
+        elif kind == "img":
+            out.append(f"![{b[2]}]({b[1]})")
+        elif kind == "code":
+            out.append("```\n" + b[1].rstrip() + "\n```")
+        out.append("")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two Markdown marks we use in table cells: **bold** and `code`."""
+    parts = html.escape(text).split("**")
+    text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def to_html(blocks: Sequence[Block], title: str, base: Path) -> str:
+    """A self-contained page: images read from ``base / path`` and inlined."""
+    body = []
+    for b in blocks:
+        kind = b[0]
+        if kind == "h":
+            body.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(b[1])}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in row) + "</tr>" for row in b[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            path = base / b[1]
+            if path.is_file():
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                            f"<figcaption>{_inline(b[2])}</figcaption></figure>")
+            else:
+                body.append(f"<p><i>missing figure: {html.escape(b[1])}</i></p>")
+        elif kind == "code":
+            body.append(f"<pre>{html.escape(b[1])}</pre>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;"
+             "font-size:90%;vertical-align:top}th{background:#eee}img{max-width:100%}"
+             "pre{background:#f6f6f6;padding:8px;overflow-x:auto}figcaption{font-size:85%;color:#555}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def read_json(path: Path, stage: str) -> dict:
+    """A stage's JSON output; a missing file names the stage that writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the {stage} stage first (dvc repro {stage})")
+    return json.loads(path.read_text())
+
+
+def facts(cfg, read: dict, figures: dict, runs: dict, commit: str, experiment: str, overrides: list) -> dict:
+    """What ``build`` reads besides the four result files: sizes, the paper's values, the
+    published table, the aggregate and bias results, the figures (relative paths), the runs."""
+    import dataclasses
+
+    return {
+        "sizes": {"ep": cfg.ep.sizes, "eqspike": cfg.eqspike.sizes, "bp": cfg.bp.sizes},
+        "paper_eqspike_accuracy": cfg.report.paper_eqspike_accuracy,
+        "paper_rate_accuracy": cfg.report.paper_rate_accuracy,
+        "published": [dataclasses.asdict(r) for r in cfg.report.published],
+        "aggregate": read["aggregate"], "bias": read["bias"], "figures": figures, "runs": runs, "commit": commit,
+        "dvc_experiment": experiment, "overrides": overrides,
+    }
+
+
+def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tuple]:
+    """The report as blocks (``to_markdown``, ``to_html``) from the stages' metrics and ``facts``:
+    ``sizes`` (per model), ``paper_eqspike_accuracy``, ``paper_rate_accuracy``, ``published``
+    (rows), ``figures`` (paths relative to the report), ``runs`` (per stage: run_id, seconds),
+    ``commit``, ``dvc_experiment`` and ``overrides`` (rows: key, default, this run)."""
+    runs, fig = facts["runs"], facts["figures"]
+    agg = facts["aggregate"]
+    sums = agg["summaries"]
+    ours = [
+        {"method": "EqSpike, this reproduction", "learning": "local, spike-driven EP, symmetric nudging",
+         "network": "-".join(map(str, facts["sizes"]["eqspike"])), "accuracy": sums["eqspike"]["test_accuracy"]["mean"],
+         "source": f"mean of {len(agg['seeds'])} seeds, {eqs['epochs']} epochs"},
+        {"method": "rate-based EP, this reproduction", "learning": "local EP, rate-based",
+         "network": "-".join(map(str, facts["sizes"]["ep"])), "accuracy": sums["ep"]["test_accuracy"]["mean"],
+         "source": f"mean of {len(agg['seeds'])} seeds, {ep['epochs']} epochs"},
+    ]
+    if "eqspike_variant" in sums:
+        ours.append({"method": "EqSpike variant (memoryless neuron), this reproduction",
+                     "learning": "local, spike-driven EP, symmetric nudging",
+                     "network": "-".join(map(str, facts["sizes"]["eqspike"])),
+                     "accuracy": sums["eqspike_variant"]["test_accuracy"]["mean"],
+                     "source": f"mean of {len(agg['seeds'])} seeds, {eqs['epochs']} epochs"})
+    if "bp" in sums:
+        ours.append({"method": "backprop MLP (SGD), this reproduction", "learning": "backprop",
+                     "network": "-".join(map(str, facts["sizes"]["bp"])),
+                     "accuracy": sums["bp"]["test_accuracy"]["mean"],
+                     "source": f"mean of {len(agg['seeds'])} seeds (train_bp stage)"})
+    published = facts["published"]
+    total = sum(r["seconds"] or 0.0 for r in runs.values())
+    # a training stage that resumed from a finished checkpoint runs in seconds: show the
+    # training time recorded epoch by epoch as well
+    trained = {"train_ep": ep, "train_eqspike": eqs}
+    blocks: list[tuple] = [
+        ("h", 1, "EqSpike reproduction: the paper side by side"),
+        ("p", "Martin et al., *EqSpike: spike-driven equilibrium propagation for neuromorphic "
+              "implementations*, iScience 24(3):102222, 2021 (arXiv 2010.07859). Every number below "
+              "comes from this run; the command that reproduces it is `dvc repro`."),
+        ("h", 2, "Claims"),
+        ("table", ["claim", "paper", "this run", "difference", "verdict"],
+         claims_rows(agg, energy, stdp, facts["paper_eqspike_accuracy"], facts["paper_rate_accuracy"])),
+        ("h", 2, "C1, C2: every seed"),
+        ("p", "Test accuracy of every seed (the config was chosen on the validation split, never on the "
+              "test set; the number of epochs is fixed). EqSpike's weight average is a training aid: the "
+              "raw weights are what the local rule leaves in the synapses. Two read-outs: the output "
+              "state averaged over the last free steps (analog) and the output spike counts over the free "
+              "phase."),
+        ("table", ["model", "seed", "test (evaluated weights)", "test, raw weights", "spike-count read-out",
+                   "spike-count, raw weights", "s per epoch"],
+         [[model, str(r["seed"]), pct(r["test_accuracy"]), pct(r.get("test_accuracy_raw")),
+           pct(r.get("test_accuracy_spike_count")), pct(r.get("test_accuracy_spike_count_raw")),
+           f"{r['seconds_per_epoch']:.1f}"]
+          for model in ("eqspike", "eqspike_variant", "ep", "bp") if model in agg["per_seed"] for r in agg["per_seed"][model]]),
+        ("h", 2, "Is the spike-driven update unbiased?"),
+        ("p", "On one training batch, EqSpike's weight change averaged over R spike realisations (random "
+              "initial phases of the sigma-delta accumulators) against rate-based EP's weight change with the "
+              "same T, K, beta and nudging, and against minus the gradient of 1/2 ||y - s_L||^2 "
+              "(backpropagation through the free phase): cosine per layer. The same-step term is what "
+              "pairing ds[t] with the spike of the same step instead of the previous one changes, relative "
+              "to the update."),
+        ("img", fig["bias"], "cosine with rate EP against the number of realisations"),
+        ("table", ["weights, beta", "layer", "one realisation vs rate EP",
+                   f"{max(facts['bias']['realisations'])} realisations vs rate EP",
+                   "... vs the gradient", "rate EP vs the gradient", "same-step term (relative)"],
+         [[name, f"W{l}", f"{res['single_realisation_vs_rate'][l]['cosine']:.3f}",
+           f"{res['by_realisations'][str(max(facts['bias']['realisations']))]['vs_rate'][l]['cosine']:.3f}",
+           f"{res['by_realisations'][str(max(facts['bias']['realisations']))]['vs_gradient'][l]['cosine']:.3f}",
+           f"{res['rate_vs_gradient'][l]['cosine']:.3f}", f"{res['same_step_term_relative'][l]:.2f}"]
+          for name, res in facts["bias"]["results"].items() for l in range(len(res["rate_vs_gradient"]))]),
+        ("h", 2, "C3: MNIST results of spiking networks and of rate-based EP"),
+        ("table", ["method", "learning", "network", "MNIST test accuracy", "source"],
+         comparison_rows(published, ours)),
+        ("h", 2, "Learning curves"),
+        ("img", fig["ep_curve"], "rate-based EP"),
+        ("img", fig["eqspike_curve"], "EqSpike"),
+        ("p", f"Seed {eqs['seed']} (the curves above): rate-based EP {pct(ep['test_accuracy'])} test accuracy "
+              f"after {ep['epochs']} epochs ({ep['seconds_per_epoch']:.1f} s per epoch); EqSpike "
+              f"{pct(eqs['test_accuracy'])} with the weight average, {pct(eqs.get('test_accuracy_raw'))} with "
+              f"the raw weights, after {eqs['epochs']} epochs ({eqs['seconds_per_epoch']:.1f} s per epoch)."),
+        ("h", 2, "Spikes"),
+        ("img", fig["raster"], "spike raster of one test example"),
+        ("p", f"Per inference: {eqs['spikes_per_inference']:,.0f} spikes, "
+              f"{eqs['synaptic_events_per_inference']:,.0f} synaptic events; per training example "
+              f"{eqs['weight_updates_per_training_example']:,.0f} spike-triggered weight updates."),
+        ("h", 2, "C5: STDP"),
+        ("p", "In each trained network (the default, with a state leak g; the variant, memoryless), during the learning phases of "
+              f"{stdp['n_examples']} training examples: every pre/post spike pair within "
+              f"+-{stdp['max_dt_steps']} steps of a spike-triggered update, per-bin mean dw minus a shuffle "
+              "control (the partner spikes circularly shifted: same neuron and rate, timing destroyed), 95 % "
+              f"bootstrap intervals over examples ({stdp['bootstrap']} resamples). Terms: the pre->post term with "
+              "the spike as factor, with the presynaptic trace as factor (a spike opens an eligibility window), and "
+              "the rule the network applies. Lobes: sums of the bins dt = 1..W and -W..-1. STDP-like only when the "
+              "dt > 0 lobe is positive and the dt < 0 lobe negative, both intervals excluding zero. The "
+              "synthetic controls use the same recorder and analysis: a post neuron whose state jumps at its "
+              "own spikes (the window theory predicts must come out) and one whose spikes are unrelated to its "
+              "state (flat)."),
+        ("img", fig["stdp"], "weight change vs spike timing, controls, pairing protocol"),
+        ("table", ["model", "synapses", "term", "dt > 0 lobe [95 % CI]", "dt < 0 lobe", "fitted time constants",
+                   "area ratio", "verdict"], stdp_rows(stdp)),
+        ("h", 3, "Phases and firing rates"),
+        ("table", ["model", "synapses", "window", "dt > 0 lobe", "dt < 0 lobe", "verdict"], stdp_phase_rows(stdp)),
+        ("h", 3, "Pairing protocol"),
+        ("p", "Two leaky sigma-delta neurons at rest (silent), each made to spike by its own threshold crossing "
+              "under an injected current pulse; one synapse; dt is the measured difference of the two spike "
+              "times; dw summed until the traces have decayed, minus the same run without the presynaptic "
+              "pulse. Isolated pairs only (one spike each)."),
+        ("table", ["model", "term", "pairs", "largest |dw|", "dt > 0 lobe: onset, tau+ (ms)",
+                   "dt < 0 lobe: onset, tau- (ms)"], pairing_rows(stdp)),
+        ("p", f"One time step is taken as {stdp['step_ms']:g} ms. Bi & Poo (1998, fit of 2001): "
+              "tau+ 16.8 ms, tau- 33.7 ms; the theory (Bengio et al. 2015-2017) predicts an antisymmetric "
+              "window with equal areas (area ratio 1)."),
+        ("h", 2, "C4: energy"),
+        ("p", "EqSpike's measured event counts on neuromorphic presets against three GPU workloads, each "
+              "with its operation count derived from the config that was run: the same spiking network "
+              "simulated step by step (spiking_sim, what the paper most plausibly compared), rate-based EP as "
+              "this project runs it (rate_ep: input product once per example) and a backprop MLP of the same "
+              "size (mlp_bp, trained by the train_bp stage). GPU energy: board power over the time of each "
+              "kernel launch, t = max(launch latency, FLOPs / peak, weight bytes / bandwidth), per example; "
+              "peak = the spec-division energy per FLOP (a lower bound); batch 1 = launch-bound (board power "
+              "charged: an upper bound); measured = a measurement (marked published when it is someone else's, "
+              "of another network). Neuromorphic variant of the table: "
+              f"{energy['variant']}. Input-layer events are {100 * energy['input_share']['training']:.1f} % of "
+              "the synaptic events of training."),
+        ("img", fig["energy"], "GPU / neuromorphic energy ratio per workload and regime"),
+        ("table", ["GPU workload", "MACs per inference", "MACs per training example", "launches (inference)",
+                   "launches (training)", "test accuracy of the model (mean over seeds)"],
+         [[w, f"{t['inference']['macs']:,}", f"{t['training']['macs']:,}", str(t["inference"]["launches"]),
+           str(t["training"]["launches"]),
+           pct(sums.get(WORKLOAD_MODEL[w], {}).get("test_accuracy", {}).get("mean"))]
+          for w, t in energy["workloads"].items()]),
+        ("table", ["GPU workload", "regime", "GPU", *[f"{n} inf. / train." for n in sorted(energy["neuromorphic"])]],
+         energy_rows(energy)),
+        ("table", ["neuromorphic preset", "variant", "inference (uJ)", "training (uJ)"],
+         [[n, v, f"{e['inference']['total_j'] * 1e6:.3g}", f"{e['training']['total_j'] * 1e6:.3g}"]
+          for n, vs in sorted(energy["neuromorphic"].items()) for v, e in vs.items()]),
+        ("p", "Headline rule (energy.headline.rule): " + energy.get("headline_rule", "")),
+        ("p", energy["assumptions"]["inference"]),
+        ("p", energy["assumptions"]["training"]),
+        ("h", 2, "Run"),
+        ("table", ["item", "value"], [
+            ["git commit", facts["commit"]],
+            ["DVC experiment", facts["dvc_experiment"]],
+            ["total stage time", f"{total / 60:.1f} min"],
+        ] + [[f"stage {s}", f"{(r['seconds'] or 0):.1f} s this run"
+              + (f" (training: {trained[s]['train_seconds_total']:.0f} s over {trained[s]['epochs']} epochs"
+                 " plus evaluation)" if s in trained else "")
+              + f", MLflow run {r['run_id']}"] for s, r in runs.items()]),
+        ("h", 3, "Config: overrides against the defaults of conf/"),
+        ("table", ["key", "default", "this run"], facts["overrides"] or [["(none)", "", ""]]),
+    ]
+    return blocks

@@ -1,0 +1,94 @@
+"""The root config: one field per config group, each the library's own parameter type (the type
+that the code using it takes), so a parameter is declared once, with its range rules and choices.
+
+    runtime, tracking   here                              (how and where a stage runs)
+    data                pipeline.data.spec.DataCfg
+    ep                  pipeline.models.ep.EPConfig       (Dynamics + Schedule)
+    eqspike             pipeline.models.eqspike.EqSpikeConfig   (SpikeDynamics + Schedule;
+                        eqspike.neuron: pipeline.core.neuron.NeuronModel)
+    variant             the same type: a set of overrides deep-merged over ``eqspike``
+    bp                  pipeline.models.bp.BPConfig
+    stdp, bias, energy, report, aggregate   pipeline.analysis.*
+
+The stages compose a plain nested dict (Hydra, from ``params.yaml``) and call
+``parse(Config, raw)`` (``pipeline.core.schema``): a wrong type, a missing or unknown key, or an
+out-of-range value raises ``ConfigError`` whose message starts with the dotted key, before any
+work. Plain Python: the library never imports Hydra, DVC or MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.analysis.bias import BiasCfg
+from pipeline.analysis.energy import EnergyCfg
+from pipeline.analysis.report import ReportCfg
+from pipeline.analysis.stats import AggregateCfg
+from pipeline.analysis.stdp import StdpCfg
+from pipeline.core.backend import DEVICES
+from pipeline.core.schema import ConfigError, deep_merge, opt, req
+from pipeline.data.spec import DataCfg
+from pipeline.models.bp import BPConfig
+from pipeline.models.ep import EPConfig
+from pipeline.models.eqspike import EqSpikeConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeCfg:
+    device: str = opt("auto", choices=DEVICES)
+    seed: int = opt(0, ge=0)  # the run a single stage makes; stdp, energy and the figures use it
+    seeds: list[int] = req(min_len=1, ge=0)  # dvc repro trains every model once per seed
+    dtype: str = opt("float32", choices=("float32", "float64"))
+    progress: bool = opt(True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackingCfg:
+    # None: SQLite store mlflow.db at the repository root (absolute path); the environment
+    # variable MLFLOW_TRACKING_URI overrides both.
+    uri: str | None = opt(None)
+    experiment: str = opt("eqspike", min_len=1)
+    artifact_dir: str = opt("mlartifacts", min_len=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    runtime: RuntimeCfg = req()
+    tracking: TrackingCfg = opt(TrackingCfg())
+    data: DataCfg = req()
+    ep: EPConfig = req()
+    eqspike: EqSpikeConfig = req()
+    # the second EqSpike model (claim C5's comparison): ``eqspike`` with the keys of conf/variant/
+    # replaced (any key, nested: ``variant.neuron.leak``, ``+variant.T=80``); its own ``out``
+    variant: EqSpikeConfig = req()
+    bp: BPConfig = req()
+    stdp: StdpCfg = req()
+    energy: EnergyCfg | None = opt(None)
+    report: ReportCfg = req()
+    aggregate: AggregateCfg = opt(AggregateCfg())
+    bias: BiasCfg = req()
+
+    @classmethod
+    def prepare(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``variant`` is a set of overrides of ``eqspike``: merge it over ``eqspike`` before parsing."""
+        if isinstance(data.get("variant"), Mapping) and isinstance(data.get("eqspike"), Mapping):
+            data = {**data, "variant": deep_merge(data["eqspike"], data["variant"])}
+        return data
+
+    def check(self, path: str) -> None:
+        if self.variant.out == self.eqspike.out:
+            raise ConfigError("variant.out: the variant needs folders of its own (it has eqspike's)")
+        for key in ("ep", "eqspike", "variant", "bp"):
+            sizes = getattr(self, key).sizes
+            if sizes[0] != self.data.n_pixels:
+                raise ConfigError(
+                    f"{key}.sizes: input layer {sizes[0]} does not match the data "
+                    f"({self.data.n_pixels} pixels per image)"
+                )
+            if sizes[-1] != self.data.n_classes:
+                raise ConfigError(
+                    f"{key}.sizes: output layer {sizes[-1]} does not match the data "
+                    f"({self.data.n_classes} classes)"
+                )

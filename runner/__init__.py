@@ -1,0 +1,1 @@
+"""The harness around the library: config composition (Hydra), tracking (MLflow), the stage entry point."""
