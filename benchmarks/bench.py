@@ -6,7 +6,7 @@ path, beside this machine's limits measured in the same run.
     python benchmarks/bench.py --section eqspike --json out.json
     python benchmarks/bench.py --device gpu           # CuPy (array engine)
 
-What is timed is ``pipeline.train.fit`` for one epoch on the first ``--examples`` training
+What is timed is ``pipeline.models.train.fit`` for one epoch on the first ``--examples`` training
 examples and ``--test`` test examples, with the model built from ``params.yaml`` exactly as the
 stage builds it (the parsed ``ep`` and ``eqspike`` configs are the models' own types): event counters,
 weight averaging, the BLAS thread limit and the evaluation of both weight sets included. Seconds
@@ -89,7 +89,7 @@ def cache_bandwidth_gbs(xp, kbytes: int = 256, seconds: float = 1.0) -> float:
 
 def input_row_operations(x: np.ndarray, T: int, K: int, theta: float) -> float:
     """Row operations of the event-driven input layer per example and training step schedule
-    (free T steps, two nudged phases of K steps), as ``pipeline/spike_kernels.py`` does them:
+    (free T steps, two nudged phases of K steps), as ``pipeline/models/eqspike/compiled_engine.py`` does them:
     a pixel spiking at more than half of the steps is counted by its silent steps, plus its row
     once per batch example in the base current; others by their spikes. Mean over ``x``."""
     q = (x / np.float32(theta)).astype(np.float32)

@@ -44,6 +44,9 @@ def compose_text(overrides: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(f"usage: python -m cli.compose [key=value ...] [group=option ...]\n\n{__doc__.strip()}")
+        return 0
     try:
         text = compose_text(argv)
         parse(Config, yaml.safe_load(text))

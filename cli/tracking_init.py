@@ -16,6 +16,9 @@ from runner.tracking import TrackingError, connect, tracking_uri
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(f"usage: python -m cli.tracking_init [key=value ...] [group=option ...]\n\n{__doc__.strip()}")
+        return 0
     try:
         _, cfg = load_config(argv)
         experiment_id = connect(cfg)

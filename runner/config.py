@@ -40,8 +40,54 @@ def compose_raw(overrides: list[str] | None = None, config_dir: Path | None = No
         raise ConfigError(f"cannot compose {config_dir / config_name}.yaml with overrides {overrides}: {exc}") from exc
 
 
+CONF = REPO / "conf"
+# folders of conf/ that their own code reads (energy presets, launcher settings), not Hydra groups
+NOT_GROUPS = ("energy/gpu", "energy/neuromorphic", "energy/measured", "launcher")
+
+
+def config_groups(conf: Path = CONF) -> dict[str, list[str]]:
+    """The Hydra config groups of ``conf/`` and their options, ``{"eqspike/neuron": ["bernoulli",
+    "sigma_delta"], ...}``."""
+    out = {}
+    for d in sorted(p for p in conf.rglob("*") if p.is_dir()):
+        rel = d.relative_to(conf).as_posix()
+        options = sorted(f.stem for f in d.glob("*.yaml"))
+        if options and not rel.startswith(NOT_GROUPS):
+            out[rel] = options
+    return out
+
+
+def group_selections(overrides: list[str], conf: Path = CONF) -> tuple[list[str], list[str]]:
+    """Split ``overrides`` into config-group selections (``eqspike/neuron=bernoulli``, also written
+    ``eqspike.neuron=bernoulli`` or by the group's last name, ``neuron=bernoulli``) and the rest.
+    A selection of an option the group does not have raises ``ConfigError`` naming its options."""
+    groups = config_groups(conf)
+    selections, rest = [], []
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        name = key.replace(".", "/")
+        if name not in groups:
+            by_last = [g for g in groups if g.rsplit("/", 1)[-1] == name]
+            name = by_last[0] if len(by_last) == 1 else name
+        if not sep or name not in groups or not value.replace("_", "").isalnum():
+            rest.append(o)
+            continue
+        if value not in groups[name]:
+            raise ConfigError(f"{name}={value}: the config group {name} has no option {value!r} "
+                              f"(options: {', '.join(groups[name])}; conf/{name}/)")
+        selections.append(f"{name}={value}")
+    return selections, rest
+
+
 def load_config(overrides: list[str] | None = None) -> tuple[dict, Config]:
-    raw = compose_raw(overrides)
+    """The config a stage runs with: ``params.yaml`` with ``overrides`` (``key=value``). With a
+    config-group selection among them (``eqspike/neuron=bernoulli``), ``conf/`` is composed instead
+    (``params.yaml`` is its composition), as ``dvc exp run -S`` does."""
+    selections, rest = group_selections(list(overrides or []))
+    if selections:
+        raw = compose_raw(selections + rest, config_dir=CONF, config_name="config")
+    else:
+        raw = compose_raw(rest)
     return raw, parse(Config, raw)
 
 

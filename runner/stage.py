@@ -9,9 +9,11 @@ import time
 import traceback
 from collections.abc import Callable
 
+import yaml
+
 from pipeline.config import Config
-from pipeline.core.schema import ConfigError
-from runner.config import load_config
+from pipeline.core.schema import ConfigError, flatten
+from runner.config import PARAMS_FILE, REPO, config_groups, load_config
 from runner.tracking import Run, TrackingError, fail_active_run, tracked
 
 
@@ -35,6 +37,29 @@ def apply_thread_limits() -> int | None:
     return n
 
 
+def help_text(stage: str, doc: str) -> str:
+    """What ``--help`` prints: the stage's own description and examples, the config groups with
+    their options, the keys the stage reads (its ``params:`` in dvc.yaml) with their values now,
+    and how overrides are written."""
+    params = yaml.safe_load((REPO / PARAMS_FILE).read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = [p if isinstance(p, str) else next(iter(p)) for p in stages.get(stage, {}).get("params", [])]
+    flat = flatten(params)
+    keys = [k for k in flat if any(k == d or k.startswith(d + ".") for d in declared if d != "params.yaml")]
+    lines = [f"usage: python -m stages.{stage} [key=value ...] [group=option ...] [--cfg job] [--help]", "",
+             doc.strip(), "", "Config groups (group=option; conf/<group>/):"]
+    lines += [f"  {g:<16} {', '.join(opts)}" for g, opts in config_groups().items()]
+    lines += ["", f"Keys this stage reads (dvc.yaml params of {stage}; value in params.yaml now):"]
+    shown = keys[:40]
+    lines += [f"  {k} = {flat[k]}" for k in shown]
+    if len(keys) > len(shown):
+        lines.append(f"  ... and {len(keys) - len(shown)} more (--cfg job prints the whole config)")
+    lines += ["", "Overrides use Hydra's syntax: key=value, +key=value for a key the config lacks (the variant's),",
+              "group=option. --cfg job prints the composed config and runs nothing. Exit codes: 0 done,",
+              "1 the work failed (MLflow run FAILED), 2 bad config (nothing done), 3 tracking store unreachable."]
+    return "\n".join(lines)
+
+
 def stage_main(stage: str, worker: Callable[[Config, Run], None]) -> Callable[[list[str] | None], int]:
     """Build ``main(argv)``: load and validate config, open an MLflow run, call the worker.
 
@@ -44,7 +69,17 @@ def stage_main(stage: str, worker: Callable[[Config, Run], None]) -> Callable[[l
 
     def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else argv
+        if "--help" in argv or "-h" in argv:
+            print(help_text(stage, sys.modules[worker.__module__].__doc__ or ""))
+            return 0
         start = time.monotonic()
+        if argv[:2] == ["--cfg", "job"]:  # Hydra's: print the composed config, run nothing
+            try:
+                print(yaml.safe_dump(load_config(argv[2:])[0], sort_keys=False), end="")
+            except ConfigError as exc:
+                print(f"{stage}: bad config: {exc}", file=sys.stderr)
+                return 2
+            return 0
         try:
             raw, cfg = load_config(argv)
             apply_thread_limits()

@@ -31,7 +31,11 @@ def get(d: dict, key: str):
     return d[key]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:  python scripts/check_outputs.py      # after dvc repro or dvc exp run -S experiment=smoke").parse_args(argv)
     problems = []
     for rel, keys in NUMBERS.items():
         path = ROOT / rel

@@ -29,7 +29,11 @@ def problems() -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:  python3 scripts/check_system.py     # before the set-up; exit 1 names what is missing").parse_args(argv)
     errors, warnings = problems()
     for w in warnings:
         print(f"check: warning: {w}", file=sys.stderr)

@@ -8,6 +8,7 @@
 # figure goes into OUT_DIR/gpu_check.json (and the logs beside it). Commit that file.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 OUT_DIR=${1:-${OUT:-gpu_check}}
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)

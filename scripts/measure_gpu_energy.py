@@ -1,5 +1,5 @@
 """Measure a GPU's energy per inference and per training example of the three GPU workloads of
-claim C4 (pipeline/energy.py: ``spiking_sim``, ``rate_ep``, ``mlp_bp``) at batch 1 and at batch B,
+claim C4 (pipeline/analysis/energy.py: ``spiking_sim``, ``rate_ep``, ``mlp_bp``) at batch 1 and at batch B,
 and write one measured preset per workload and batch to ``conf/energy/measured/`` (the energy
 stage marks those rows "measured").
 
@@ -54,7 +54,7 @@ def run_for(seconds: float, work, sync) -> int:
 
 
 def preset(card: str, workload: str, batch: int, inference_j: float, training_j: float, how: str) -> dict:
-    """A ``conf/energy/measured`` entry (``pipeline.schema.MeasuredGpuCfg``)."""
+    """A ``conf/energy/measured`` entry (``pipeline.core.schema.MeasuredGpuCfg``)."""
     return {"gpu": card, "kind": "measured", "workload": workload, "batch": batch,
             "inference_j": {"value": float(inference_j), "source": how},
             "training_j": {"value": float(training_j), "source": how}}

@@ -4,6 +4,7 @@
 #   LOCK=requirements-gpu.lock bash scripts/setup.sh     # with the GPU extra (CuPy, NVML)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; exit 0; fi
 PY=${PYTHON:-python3}
 "$PY" scripts/check_system.py
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -10,10 +10,10 @@ sequential kernel launches per example, and per launch the MACs and the weight b
                  compared: every step, every layer's input from below and from above, the
                  constant input product included; inference T steps, training T + P K steps
                  plus the update (input layer once, the others s^a s^a^T - s^b s^b^T).
-    rate_ep      rate-based EP as this project runs it (pipeline/ep.py): the input product once
+    rate_ep      rate-based EP as this project runs it (pipeline/models/ep.py): the input product once
                  per example (it is the same in every phase), then per step the other products;
                  its own T, K and nudging.
-    mlp_bp       a backprop MLP of the same size (pipeline/bp.py): forward; training = forward,
+    mlp_bp       a backprop MLP of the same size (pipeline/models/bp.py): forward; training = forward,
                  backward (no gradient for the input) and the SGD update (one MAC per weight).
 
 GPU energy model (``gpu_energy``). A kernel launch takes
@@ -70,7 +70,7 @@ class NeuromorphicPresetCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class GpuPresetCfg:
-    """A GPU's energy model (pipeline/energy.py): board power over the time of each kernel,
+    """A GPU's energy model (pipeline/analysis/energy.py): board power over the time of each kernel,
     t = max(launch latency, FLOPs / peak, weight bytes / bandwidth)."""
 
     name: str = req(min_len=1)

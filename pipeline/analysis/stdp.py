@@ -71,7 +71,7 @@ class StdpCfg:
     max_dt_steps: int = req(ge=2)
     step_ms: float = req(gt=0)  # how long one time step lasts, to compare with biology
     seed: int = req(ge=0)
-    control: str = req(choices=("shift", "other_example"))  # shuffle control (pipeline/stdp.py)
+    control: str = req(choices=("shift", "other_example"))  # shuffle control (pipeline/analysis/stdp.py)
     bootstrap: int = req(ge=20)  # resamples of the examples for the intervals
     rate_strata: int = req(ge=1)  # post firing-rate strata (quantiles) of the net window
     pairing_weight: float = req()

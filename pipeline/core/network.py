@@ -2,7 +2,7 @@
 
 Layers s_0 (input) .. s_L (output); one weight matrix per pair of adjacent layers, used in both
 directions (symmetric connections), ``W[l]: (n_l, n_{l+1})``, and a bias per non-input layer,
-``b[l]: (n_{l+1},)``. Rate-based EP (``pipeline/ep.py``) and EqSpike (``pipeline/spiking.py``)
+``b[l]: (n_{l+1},)``. Rate-based EP (``pipeline/models/ep.py``) and EqSpike (``pipeline/models/eqspike/``)
 both train a ``Params``.
 """
 

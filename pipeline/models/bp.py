@@ -6,7 +6,7 @@ models: ``W[l]: (n_l, n_{l+1})``). What a user would train on a GPU for the same
     backward   dz = (p - onehot) / B,  dW1 = h^T dz,  dh = dz W1^T [h > 0],  dW0 = x^T dh
     update     W -= lr dW (per matrix rate)
 
-Operation counts of one example (``pipeline.energy.workload_macs``, workload ``mlp_bp``): forward
+Operation counts of one example (``pipeline.analysis.energy.workload_macs``, workload ``mlp_bp``): forward
 sum n_l n_{l+1} MACs; training forward + backward (2 sum n_l n_{l+1} - n_0 n_1: no gradient for
 the input) + the update (one multiply-add per weight).
 """
@@ -49,7 +49,7 @@ def _softmax(z, xp):
 
 
 class BPModel:
-    """The MLP as seen by ``pipeline.train.fit``."""
+    """The MLP as seen by ``pipeline.models.train.fit``."""
 
     name = "bp"
 

@@ -309,7 +309,7 @@ def evaluate(params: Params, x, labels, dyn: Dynamics, batch_size: int = 1000) -
 
 
 class EPModel:
-    """Rate-based EP as seen by ``pipeline.train.fit``."""
+    """Rate-based EP as seen by ``pipeline.models.train.fit``."""
 
     name = "ep"
 

@@ -1,14 +1,26 @@
 """EqSpike: Equilibrium Propagation in a network of spiking neurons with a spike-driven local rule
-(our reconstruction of Martin et al. 2021; the equations with their reasons: README, "The model").
+(our reconstruction of Martin et al. 2021; the equations with their reasons: docs/model.md).
 
-Where each equation lives (one hop each):
+Where each equation lives (one hop each; the files of this folder unless a path is given):
 
-    emission, leak, trace     ``pipeline/neuron.py``   (sigma_delta, bernoulli; rho)
-    network step              ``step`` below:  v_l = rho(sum_j W r_j + b) (+ nudge), s = relax(s, v)
-    nudge (outputs)           ``step``:  v_L += beta (y - s_L)      (outside rho)
-    learning rule             ``spike_rule`` below
-    phase schedule            ``train_batch`` below (free phase, then +beta and -beta phases)
-    event counts              ``count_phase`` below, keys in ``pipeline/events.py``
+    emission S = emit(s)       ``pipeline/core/neuron.py``: ``SigmaDelta.emit``, ``Bernoulli.emit``
+    leak (state update)        ``pipeline/core/neuron.py``: ``relax``  s[t+1] = (1 - g) s[t] + g v
+    activation rho             ``pipeline/core/neuron.py``: ``rho``
+    trace r                    ``array_engine.step``:  r += (S - r) / tau_syn  (input: ``dynamics.encode_input``)
+    network step (state update) ``array_engine.step``: v_l = rho(r W + b) (+ nudge), s = relax(s, v)
+    nudge (outputs)            ``array_engine.step``:  v_L += beta (y - s_L)   (outside rho)
+    learning rule              ``rule.spike_rule``
+    phase schedule             ``schedule.train_batch`` (free phase, then +beta and -beta phases);
+                               ``schedule.read_out`` (prediction)
+    event counts               ``schedule.count_phase``, keys in ``pipeline/core/events.py``
+    the same, compiled (CPU)   ``compiled_engine`` (Numba: ``_example_phase`` fuses every line above)
+    parameters                 ``dynamics.SpikeDynamics`` + ``pipeline/models/train.py::Schedule`` =
+                               ``dynamics.EqSpikeConfig`` (the ``eqspike`` config); the neuron's:
+                               ``pipeline/core/neuron.py::NeuronModel`` (``eqspike.neuron``)
+    as the training loop sees it ``model.EqSpikeModel``; a DVC stage's run: ``training.train``
+
+Layers inside the folder (checked by import-linter, pyproject.toml): ``training`` > ``model`` >
+``schedule`` > ``array_engine`` | ``compiled_engine`` | ``rule`` > ``dynamics``.
 
 Neurons talk only through binary spikes S; each neuron i keeps an analog EP state s_i, its spike
 rate encodes s_i, and its neighbours receive the spikes filtered by a synaptic trace r:
@@ -33,10 +45,11 @@ Two engines run the same equations (``SpikeDynamics.engine``):
 
 - ``array``: NumPy or CuPy array operations over the batch, one call per layer and step. It is
   the reference, the GPU path, and the only one that takes an ``observer`` (rasters, STDP).
-- ``compiled`` (CPU, ``pipeline/spike_kernels.py``, Numba): one kernel runs a whole phase, every
+- ``compiled`` (CPU, ``compiled_engine.py``, Numba): one kernel runs a whole phase, every
   example in parallel; the input layer is event-driven (an input spike adds its row of W_1 to the
   hidden current; the input rule adds ds_1 into the rows of the pixels that spiked).
-  ``auto`` picks it for NumPy arrays. ``input_layer: dense`` computes the input current and the
+  ``auto`` picks it for NumPy arrays when it knows the neuron model (``schedule.uses_compiled``).
+  ``input_layer: dense`` computes the input current and the
   input rule as batched matrix products instead (both engines).
 """
 

@@ -1,4 +1,4 @@
-"""Compiled CPU kernels of EqSpike (Numba): the ``compiled`` engine of ``pipeline/spiking.py``.
+"""Compiled CPU kernels of EqSpike (Numba): the ``compiled`` engine of ``pipeline/models/eqspike/``.
 
 Same equations as the array engine (``eqspike.step`` and ``eqspike.spike_rule``), laid out for a
 CPU whose limit at EqSpike's sizes is per-call overhead on small arrays, not arithmetic:
@@ -16,7 +16,7 @@ CPU whose limit at EqSpike's sizes is per-call overhead on small arrays, not ari
 - ``sigma_delta_input_rule`` applies the input layer's rule the same way: W_1[j] += the sum of
   scale ds_1 over the (step, example) pairs in which pixel j spiked, parallel over pixels.
 
-Shared building blocks and why they are written as they are: ``pipeline/compiled.py``.
+Shared building blocks and why they are written as they are: ``pipeline/core/compiled.py``.
 """
 
 from __future__ import annotations

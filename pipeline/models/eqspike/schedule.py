@@ -72,7 +72,7 @@ def train_batch(params: Params, x, y_onehot, dyn: SpikeDynamics, lr: Sequence[fl
     ``spike_rule(+, -)`` with scale eta / (2 beta B). One-sided: the rule over the K nudged steps
     minus the rule over the last K free steps, scale eta / (beta B). ``engine`` (a factory like
     ``make_engine``) and ``rule`` (like ``spike_rule``) replace the defaults for analyses
-    (``pipeline/bias.py``)."""
+    (``pipeline/analysis/bias.py``)."""
     counts = Counts() if counts is None else counts
     rule = spike_rule if rule is None else rule
     B = x.shape[0]
