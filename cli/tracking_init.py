@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.core.schema import ConfigError
-from runner.config import load_config
-from runner.tracking import TrackingError, connect, tracking_uri
+from runner.tracking import prepared_store, tracking_uri
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,15 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     if "--help" in argv or "-h" in argv:
         print(f"usage: python -m cli.tracking_init [key=value ...] [group=option ...]\n\n{__doc__.strip()}")
         return 0
-    try:
-        _, cfg = load_config(argv)
-        experiment_id = connect(cfg)
-    except ConfigError as exc:
-        print(f"tracking_init: bad config: {exc}", file=sys.stderr)
-        return 2
-    except TrackingError as exc:
-        print(f"tracking_init: {exc}", file=sys.stderr)
-        return 3
+    prepared = prepared_store("tracking_init", argv)
+    if isinstance(prepared, int):
+        return prepared
+    cfg, experiment_id = prepared
     print(f"MLflow store {tracking_uri(cfg)} ready: experiment {cfg.tracking.experiment!r} (id {experiment_id})")
     return 0
 

@@ -17,9 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline.core.schema import ConfigError
-from runner.config import load_config
-from runner.tracking import TrackingError, connect, runs_url, tracking_root, tracking_uri
+from runner.tracking import prepared_store, runs_url, tracking_root, tracking_uri
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,15 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--print-only", action="store_true", help="print the address, serve nothing")
     p.add_argument("overrides", nargs="*", help="config overrides, key=value")
     args = p.parse_args(argv)
-    try:
-        _, cfg = load_config(args.overrides)
-        experiment_id = connect(cfg)
-    except ConfigError as exc:
-        print(f"ui: bad config: {exc}", file=sys.stderr)
-        return 2
-    except TrackingError as exc:
-        print(f"ui: {exc}", file=sys.stderr)
-        return 3
+    prepared = prepared_store("ui", args.overrides)
+    if isinstance(prepared, int):
+        return prepared
+    cfg, experiment_id = prepared
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
         print(f"runs on the tracking server: {runs_url(uri, experiment_id)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.core.schema import flatten
+from pipeline.core.schema import ConfigError, flatten
 from runner.config import REPO, compose_raw
 
 
@@ -235,6 +235,22 @@ def tracked(stage: str, raw: dict, cfg: Config) -> Iterator[Run]:
         for i in range(0, len(items), 100):  # MLflow's batch limit
             retrying(lambda batch=dict(items[i : i + 100]): mlflow.log_params(batch), "log_params")
         yield Run(mlflow, run.info.run_id)
+
+
+def prepared_store(prog: str, overrides: list[str]):
+    """For a command (not a stage): the config and the experiment id of the store, created when
+    missing; an exit code instead (2 bad config, 3 store unreachable), the reason printed."""
+    from runner.config import load_config
+
+    try:
+        _, cfg = load_config(overrides)
+        return cfg, connect(cfg)
+    except ConfigError as exc:
+        print(f"{prog}: bad config: {exc}", file=sys.stderr)
+        return 2
+    except TrackingError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 3
 
 
 def fail_active_run(exc: BaseException) -> None:

@@ -16,12 +16,12 @@ NUMBERS = {
                                         "synaptic_events_per_inference"],
     "runs/eqspike_variant/seed0/metrics.json": ["test_accuracy", "test_accuracy_raw", "epochs"],
     "runs/bp/seed0/metrics.json": ["test_accuracy", "epochs"],
-    "metrics/aggregate.json": ["eqspike.test_accuracy.mean", "ep.test_accuracy.mean", "eqspike_variant.test_accuracy.mean",
+    "results/flat/aggregate.json": ["eqspike.test_accuracy.mean", "ep.test_accuracy.mean", "eqspike_variant.test_accuracy.mean",
                                "bp.test_accuracy.mean", "n_seeds"],
-    "metrics/energy.json": ["inference_ratio", "training_ratio", "neuromorphic_inference_uj",
+    "results/flat/energy.json": ["inference_ratio", "training_ratio", "neuromorphic_inference_uj",
                             "mlp_bp.batch1.inference_ratio", "spiking_sim.peak.training_ratio",
                             "input_share_of_synaptic_events"],
-    "metrics/stdp.json": ["control.positive.stdp_like", "control.negative.stdp_like",
+    "results/flat/stdp.json": ["control.positive.stdp_like", "control.negative.stdp_like",
                           "eqspike_variant.hidden_synapses.trace.lobe_pos", "eqspike.hidden_synapses.applied.lobe_neg"],
 }
 DETAIL = ["results/energy.json", "results/stdp.json", "results/aggregate.json", "runs/eqspike/seed0/events.json"]

@@ -1,7 +1,8 @@
 """DVC stage ``report``: the paper side by side, claim by claim (C1-C5), with the C3 comparison
 table, the figures, the config (overrides against the defaults), git commit, DVC experiment,
-wall time per stage and MLflow run ids. Writes report/REPORT.md and a self-contained HTML page
-(``pipeline/analysis/report.py``).
+wall time per stage and MLflow run ids. Writes report/REPORT.md, a self-contained HTML page
+(``pipeline/analysis/report.py``) and the headline figures, one file per claim in metrics/ (the
+DVC metrics: ``dvc metrics show``; ``pipeline/analysis/headline.py``).
 
     python -m stages.report
 """
@@ -14,8 +15,9 @@ import sys
 import yaml
 
 from pipeline.analysis import report as rp
+from pipeline.analysis.headline import headline
 from pipeline.config import Config
-from pipeline.core.io import atomic_write
+from pipeline.core.io import atomic_write, write_json
 from runner.config import PARAMS_FILE, REPO, seed_paths
 from runner.stage import stage_main
 from runner.tracking import Run, config_overrides, git, latest_stage_runs
@@ -40,6 +42,8 @@ def worker(cfg: Config, run: Run) -> None:
                      experiment=os.environ.get("DVC_EXP_NAME", "(workspace run, not a named experiment)"),
                      overrides=config_overrides(yaml.safe_load((REPO / PARAMS_FILE).read_text())))
     blocks = rp.build(read["ep"], read["eqspike"], read["stdp"], read["energy"], facts)
+    for name, row in headline(read["aggregate"], read["energy"], read["stdp"]).items():
+        write_json(REPO / cfg.report.out.headline_dir / f"{name}.json", row)
     atomic_write(md_path, lambda p: p.write_text(rp.to_markdown(blocks)))
     atomic_write(html_path, lambda p: p.write_text(rp.to_html(blocks, "EqSpike reproduction", md_path.parent)))
     run.artifact(md_path)

@@ -70,3 +70,40 @@ def test_energy_and_stdp_rows():
     assert rows[0][4] == "holds at batch 1" and rows[1][4] == "holds under none"
     assert rows[2][4] == "STDP-like" and "tau+ 1 [0.5, 1.5] ms" in rows[2][2]
     json.dumps(rows)
+
+
+def test_the_headline_is_what_dvc_declares_as_metrics():
+    """``dvc metrics show`` reads exactly the headline files, one per figure, and nothing else."""
+    import yaml
+
+    from pipeline.analysis.headline import NAMES
+    from tests.conftest import REPO
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = {name: [next(iter(m)) if isinstance(m, dict) else m for m in spec.get("metrics", [])]
+                for name, spec in stages.items()}
+    assert declared.pop("report") == [f"${{report.out.headline_dir}}/{n}.json" for n in NAMES]
+    assert all(not m for m in declared.values()), declared
+
+
+def test_headline_rows_from_known_details():
+    from pipeline.analysis.headline import headline
+
+    s = {"mean": 0.98, "ci_low": 0.97, "ci_high": 0.99}
+    agg = {"summaries": {"eqspike": {"test_accuracy": s, "test_accuracy_raw": s, "seconds_per_epoch": s},
+                         "ep": {"test_accuracy": s, "seconds_per_epoch": s},
+                         "bp": {"test_accuracy": s, "seconds_per_epoch": s}},
+           "gap_ep_minus_eqspike": {"mean": 0.001, "ci_low": -0.001, "ci_high": 0.003}}
+    energy = {"headline": {"variant": "v", "inference_ratio": 40.0, "training_ratio": 20.0},
+              "pairs": [{"variant": "v", "inference_ratio": r, "training_ratio": r / 2} for r in (0.5, 40.0, 900.0)]
+              + [{"variant": "other", "inference_ratio": 1e9, "training_ratio": 1e9}]}
+    win = {"net": {"verdict": "STDP-like"}, "nudged+": {"verdict": "no window"}}
+    stdp = {"models": {"m": {"groups": {"g": {"trace": win, "spike": {"net": {"verdict": "no window"}},
+                                              "trace_by_post_rate": []}}}},
+            "controls": {"positive control (x)": {"verdict": "STDP-like"}, "negative control": {"verdict": "no window"}}}
+    h = headline(agg, energy, stdp)
+    assert h["c1_eqspike_raw"] == {"value": 98.0, "from": 97.0, "to": 99.0}
+    assert h["c2_gap_ep_minus_eqspike"] == {"value": 0.1, "from": -0.1, "to": 0.3}
+    assert h["c4_inference_ratio"] == {"value": 40.0, "from": 0.5, "to": 900.0}
+    assert h["c5_stdp_like_windows"] == {"value": 1, "from": 0, "to": 2}
+    assert h["c5_positive_control"] == {"value": 1}

@@ -33,7 +33,7 @@ from pipeline.models import ep, eqspike
 
 @dataclass(frozen=True, kw_only=True)
 class BiasOutCfg:
-    metrics: str = opt("metrics/bias.json")
+    metrics: str = opt("results/flat/bias.json")  # flat numbers (MLflow); the headline is metrics/
     detail: str = opt("results/bias.json")
     figure_png: str = opt("plots/bias.png")
 

@@ -111,7 +111,7 @@ class HeadlineCfg:
 
 @dataclass(frozen=True, kw_only=True)
 class EnergyOutCfg:
-    metrics: str = opt("metrics/energy.json")  # flat numbers (dvc metrics, dvc exp show)
+    metrics: str = opt("results/flat/energy.json")  # flat numbers (MLflow); the headline is metrics/
     detail: str = opt("results/energy.json")  # everything: every pair, presets, sources, counts
     table_csv: str = opt("plots/energy.csv")
     chart_png: str = opt("plots/energy.png")

@@ -35,6 +35,7 @@ class PublishedResult:
 class ReportOutCfg:
     markdown: str = opt("report/REPORT.md")
     html: str = opt("report/REPORT.html")
+    headline_dir: str = opt("metrics")  # one file per headline figure (pipeline/analysis/headline.py)
 
 
 @dataclass(frozen=True, kw_only=True)

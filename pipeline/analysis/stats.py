@@ -22,7 +22,7 @@ from pipeline.core.schema import opt
 
 @dataclass(frozen=True, kw_only=True)
 class AggregateOutCfg:
-    metrics: str = opt("metrics/aggregate.json")  # flat: mean, std, interval per model and figure
+    metrics: str = opt("results/flat/aggregate.json")  # flat numbers (MLflow); the headline is metrics/
     detail: str = opt("results/aggregate.json")  # per-seed tables, intervals, verdicts
 
 

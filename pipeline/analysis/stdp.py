@@ -56,7 +56,7 @@ from pipeline.core.schema import opt, req
 
 @dataclass(frozen=True, kw_only=True)
 class StdpOutCfg:
-    metrics: str = opt("metrics/stdp.json")  # flat numbers (dvc metrics, dvc exp show)
+    metrics: str = opt("results/flat/stdp.json")  # flat numbers (MLflow); the headline is metrics/
     detail: str = opt("results/stdp.json")  # everything: verdicts, fits, pairing windows
     window_dir: str = opt("plots/stdp")  # one CSV per group of synapses (dvc plots)
     figure_png: str = opt("plots/stdp.png")

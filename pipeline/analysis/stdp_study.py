@@ -30,7 +30,7 @@ CONTROL_SYNAPSES, CONTROL_RATE, CONTROL_JUMP = 50, 0.05, 0.1
 @dataclass
 class StdpResult:
     detail: dict  # everything (results/stdp.json)
-    flat: dict  # the flat numbers (metrics/stdp.json)
+    flat: dict  # the flat numbers (results/flat/stdp.json)
     figure_rows: dict
     controls: dict
     pairing_curves: dict

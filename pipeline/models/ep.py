@@ -54,19 +54,15 @@ from pipeline.core.compiled import (
 from pipeline.core.network import Params, init_params, is_finite  # noqa: F401  (re-exported)
 from pipeline.core.neuron import ACTIVATIONS, check_activation, rho, rho_centred  # noqa: F401
 from pipeline.core.schema import Checked, ConfigError, req
-from pipeline.models.train import NUDGES, ModelOut, Schedule
+from pipeline.models.train import ModelOut, Phases, Schedule
 
 
 @dataclass(frozen=True, kw_only=True)
-class Dynamics(Checked):
+class Dynamics(Phases, Checked):
     """How rate-based EP relaxes and nudges (part of the ``ep`` config; values in conf/ep/)."""
 
     config_path = "ep"
 
-    T: int = req(ge=1)  # free-phase steps
-    K: int = req(ge=1)  # steps of each nudged phase
-    beta: float = req(gt=0)
-    nudge: str = req(choices=NUDGES)
     # "outside": o = rho(.) + beta (y - o) (Ernoult's code); "inside": o = rho(. + beta (y - o))
     nudge_placement: str = req(choices=("outside", "inside"))
     activation: str = req(choices=ACTIVATIONS)

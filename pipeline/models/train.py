@@ -40,6 +40,16 @@ NUDGES = ("symmetric", "one_sided", "random_sign")
 
 
 @dataclass(frozen=True, kw_only=True)
+class Phases:
+    """The phases both EP models share: T free steps, then nudged phases of K steps at beta."""
+
+    T: int = req(ge=1)  # free-phase steps
+    K: int = req(ge=1)  # steps of each nudged phase
+    beta: float = req(gt=0)
+    nudge: str = req(choices=NUDGES)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelOut:
     """Where a trained model writes, per seed n: ``<models>/seed<n>.npz`` (weights),
     ``<runs>/seed<n>/`` (metrics.json, curves; EqSpike also events.json and raster.png) and its

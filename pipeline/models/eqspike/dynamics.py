@@ -15,23 +15,19 @@ from pipeline.core.backend import ENGINES, array_module
 from pipeline.core.network import Params
 from pipeline.core.neuron import ACTIVATIONS, NeuronModel
 from pipeline.core.schema import Checked, ConfigError, req
-from pipeline.models.train import NUDGES, ModelOut, Schedule
+from pipeline.models.train import ModelOut, Phases, Schedule
 
 PRE_FACTORS = ("spike", "trace")
 INPUT_LAYERS = ("event", "dense")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SpikeDynamics(Checked):
+class SpikeDynamics(Phases, Checked):
     """Everything that shapes a simulation (part of the ``eqspike`` config; values in conf/eqspike/)."""
 
     config_path = "eqspike"
 
-    T: int = req(ge=1)  # free-phase steps
-    K: int = req(ge=1)  # steps of each nudged phase
-    beta: float = req(gt=0)
     neuron: NeuronModel = req()  # the ``eqspike/neuron`` group
-    nudge: str = req(choices=NUDGES)
     # presynaptic factor of the rule: the spike (spike-driven) or its trace (ablation)
     pre_factor: str = req(choices=PRE_FACTORS)
     activation: str = req(choices=ACTIVATIONS)
