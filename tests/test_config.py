@@ -110,7 +110,7 @@ def test_conf_is_the_one_source_of_defaults():
     from pipeline import config as schema
     from runner.config import compose_raw
 
-    raw = compose_raw(config_dir=REPO / "conf", config_name="config")
+    raw = schema.Config.prepare(compose_raw(config_dir=REPO / "conf", config_name="config"))  # variant merged
     missing: list[str] = []
     hints = typing.get_type_hints(schema.Config)
     for name, tp in hints.items():
