@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from pipeline.core.backend import array_module
-from pipeline.core.schema import Checked, ConfigError, req
+from pipeline.core.schema import Checked, ConfigError, opt, req
 
 ACTIVATIONS = ("sigmoid", "hard_sigmoid")  # the one list of activations (every model's config)
 
@@ -91,6 +91,9 @@ class NeuronModel(Checked):
     # sigma-delta: spike when the accumulator reaches it; rate = s / threshold. >= 1 keeps the
     # spikes binary (at most one per step, since s <= 1)
     threshold: float = req(ge=1.0)
+    # sigma-delta after a spike: subtract the threshold (the rate is s / threshold) or reset the
+    # accumulator to zero (rate 1 / ceil(threshold / s): integrate-and-fire)
+    reset: str = opt("subtract", choices=("subtract", "zero"))
     # synaptic trace r += (S - r) / tau; >= 1 so that the trace stays in [0, 1]
     tau_syn_steps: float = req(ge=1.0)
     # state update s += leak (rho(.) - s); 1: no leak, the state has no memory of its past
@@ -124,15 +127,27 @@ class SigmaDelta:
     def emit(s, a, neuron: NeuronModel, xp: ModuleType, rng=None):
         a = a + s
         spikes = (a >= neuron.threshold).astype(s.dtype)
-        a -= neuron.threshold * spikes
+        if neuron.reset == "zero":
+            a *= 1 - spikes
+        else:
+            a -= neuron.threshold * spikes
         return spikes, a
+
+    @staticmethod
+    def rate(x, neuron: NeuronModel, xp: ModuleType):
+        """Spikes per step of a constant input x: x / threshold, or with the zero reset one spike
+        every ceil(threshold / x) steps."""
+        q = x / x.dtype.type(neuron.threshold)
+        if neuron.reset == "zero":
+            q = xp.where(q > 0, 1 / xp.ceil(1 / xp.maximum(q, xp.finfo(x.dtype).tiny)), 0).astype(x.dtype)
+        return q
 
     @staticmethod
     def encode(x, steps: int, neuron: NeuronModel, xp: ModuleType, rng=None):
         """Spike train of a constant input x, ``(steps, B, n)``: the count after t + 1 steps is
         floor((t + 1) x / theta) (no drift of a float32 accumulator)."""
         k = xp.arange(steps + 1, dtype=x.dtype).reshape(-1, 1, 1)
-        counts = xp.floor(k * (x / x.dtype.type(neuron.threshold)))
+        counts = xp.floor(k * SigmaDelta.rate(x, neuron, xp))
         return counts[1:] - counts[:-1]
 
 

@@ -72,11 +72,11 @@ def _filter(c, inp, alpha, oma):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
-def _emit_sigma_delta(s, a, S, theta, one, zero):
+def _emit_sigma_delta(s, a, S, theta, one, zero, reset_zero):
     for i in range(s.shape[0]):
         acc = a[i] + s[i]
         sp = one if acc >= theta else zero
-        a[i] = acc - theta * sp
+        a[i] = acc * (one - sp) if reset_zero else acc - theta * sp
         S[i] = sp
 
 
@@ -119,7 +119,7 @@ def _relax(v, s, g):
 
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, in_mode,
-                   one, alpha, oma, theta, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
+                   one, alpha, oma, theta, reset_zero, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
                    rec_ds, rec_pre, spk_count, in_count, out_sum, out_spk, avg_from):
     """The phase of one example ``b`` (see ``phase_kernel``); ``s, a, r, c`` are its rows."""
     N = s.shape[0]
@@ -143,7 +143,7 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
             _filter(c, inp, alpha, oma)
         # ---- emit and trace, every layer ----------------------------------------------------
         if model == 0:
-            _emit_sigma_delta(s, a, S, theta, one, zero)
+            _emit_sigma_delta(s, a, S, theta, one, zero, reset_zero)
         else:
             _emit_bernoulli(s, U[k], S, one, zero)
         _trace(r, S, alpha)
@@ -182,7 +182,7 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
 
 @njit(parallel=True, error_model="numpy", cache=True)
 def phase_kernel(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, in_mode,
-                 one, alpha, oma, theta, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
+                 one, alpha, oma, theta, reset_zero, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
                  rec_ds, rec_pre, spk_count, in_count, out_sum, out_spk, avg_from):
     """``steps`` steps from time ``t0`` of every example in parallel, states updated in place.
 
@@ -206,7 +206,8 @@ def phase_kernel(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, i
                        ev_cnt[:, min(b, np.int64(ev_cnt.shape[1] - 1))],
                        ev_n[:, min(b, np.int64(ev_n.shape[1] - 1))],
                        D[:, min(b, np.int64(D.shape[1] - 1))], in_mode,
-                       one, alpha, oma, theta, g, model, act, U[:, min(b, np.int64(U.shape[1] - 1))], t0, steps,
+                       one, alpha, oma, theta, reset_zero, g, model, act, U[:, min(b, np.int64(U.shape[1] - 1))], t0,
+                       steps,
                        target[min(b, np.int64(target.shape[0] - 1))], beta, rec, pre_trace,
                        rec_ds[:, min(b, np.int64(rec_ds.shape[1] - 1))],
                        rec_pre[:, min(b, np.int64(rec_pre.shape[1] - 1))],
@@ -410,7 +411,7 @@ class CompiledEngine:
             rows, cols = np.nonzero(x)
             per_example = np.bincount(rows, minlength=self.B)
             nz_ptr = np.concatenate([[0], np.cumsum(per_example)]).astype(np.int64)
-            q = (x / x.dtype.type(nm.threshold))[rows, cols]
+            q = nm.kind.rate(x, nm, np)[rows, cols]
             per_pixel = max(1, int(np.ceil(float(q.max(initial=0.0)))))
             self.kf = np.arange(steps + 1, dtype=x.dtype)
             self.ev_idx = np.empty((steps, self.B, max(1, int(per_example.max(initial=1)) * per_pixel)), np.int32)
@@ -473,7 +474,8 @@ class CompiledEngine:
         tgt = target if target is not None else np.zeros((1, n_out), dt)
         phase_kernel(self.WT, self.bias, self.off, s, a, r, c, self.W0, self.base, self.ev_idx, self.ev_cnt,
                      self.ev_n, self.D,
-                     self.in_mode, dt.type(1.0), self.alpha, self.oma, self.theta, self.g, self.model, self.act, U,
+                     self.in_mode, dt.type(1.0), self.alpha, self.oma, self.theta, self.dyn.neuron.reset == "zero", self.g, self.model,
+                     self.act, U,
                      start, steps, tgt, dt.type(beta), record, self.dyn.pre_factor == "trace", rec_ds, rec_pre,
                      spk_count, in_count, out_sum, out_spk,
                      avg_from if avg_from is not None else np.iinfo(np.int64).max)
