@@ -117,3 +117,31 @@ def test_rate_ep_compiled_matches_array(kw, dtype, tol):
     (d_a, o_a), (d_c, o_c) = results
     assert rel(d_c, d_a) < tol
     np.testing.assert_allclose(o_c, o_a, atol=tol)
+
+
+def test_both_engines_agree_on_the_reset_of_the_sigma_delta_accumulator():
+    """eqspike.neuron.reset: the array engine (neuron.SigmaDelta) and the compiled kernel give the
+    same update and the same event counts; the zero reset makes fewer input spikes than subtracting."""
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 40))
+    x[x < 0.3] = 0
+    y = np.eye(5)[[0, 1, 2, 3, 4, 0]]
+    spikes_in = {}
+    for reset in ("subtract", "zero"):
+        out = {}
+        for engine in ("compiled", "array"):
+            params = init_params([40, 24, 5], 1, dtype="float64")
+            params.W[0][:] *= 3
+            params.W[1][:] *= 3
+            dyn = spike_dynamics(T=14, K=8, beta=0.5, nudge="symmetric", pre_factor="spike", activation="sigmoid",
+                                 eval_avg_steps=4, engine=engine,
+                                 neuron=NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=3.0, leak=0.3,
+                                                    reset=reset))
+            counts = Counts()
+            eqspike.train_batch(params, x, y, dyn, [0.2, 0.1], 1.0, None, counts)
+            out[engine] = (params, counts.host())
+        (pc, cc), (pa, ca) = out["compiled"], out["array"]
+        assert cc == ca, reset
+        assert rel(pc.W, pa.W) < 1e-12, reset
+        spikes_in[reset] = ca[("free", "input", "spikes")]
+    assert 0 < spikes_in["zero"] < spikes_in["subtract"]
