@@ -46,6 +46,13 @@ from pathlib import Path
 
 from pipeline.core.schema import ConfigError, opt, req
 
+# the GPU workloads of the comparison, and the four variants of the chip's side (input layer on or
+# off chip, free state stored or the free phase rerun): the one list of each
+WORKLOADS = ("spiking_sim", "rate_ep", "mlp_bp")
+INPUT_MODES = ("input on chip", "input off chip")
+STATE_MODES = ("store", "rerun")
+VARIANTS = tuple(f"{i}, free state {m}" for i in INPUT_MODES for m in STATE_MODES)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Sourced:
@@ -92,7 +99,7 @@ class MeasuredGpuCfg:
 
     gpu: str = req(min_len=1)
     kind: str = req(choices=("measured", "published"))
-    workload: str = req(choices=("spiking_sim", "rate_ep", "mlp_bp"))
+    workload: str = req(choices=WORKLOADS)
     batch: int = req(ge=1)
     inference_j: Sourced = req()
     training_j: Sourced | None = opt(None)
@@ -105,7 +112,7 @@ class HeadlineCfg:
     rule: str = req(min_len=3)
     gpu: str = req(min_len=1)  # a file name in <preset_dir>/gpu
     neuromorphic: str = req(min_len=1)  # a file name in <preset_dir>/neuromorphic
-    workload: str = req(choices=("spiking_sim", "rate_ep", "mlp_bp"))
+    workload: str = req(choices=WORKLOADS)
     regime: str = req(min_len=1)  # peak | batch <B> (B in energy.batches) | measured
 
 
@@ -123,8 +130,7 @@ class EnergyCfg:
 
     preset_dir: str = req(min_len=1)
     batches: list[int] = req(min_len=1, ge=1)  # GPU batch sizes of the table, besides the peak regime
-    variant: str = req(choices=("input on chip, free state store", "input on chip, free state rerun",
-                                "input off chip, free state store", "input off chip, free state rerun"))
+    variant: str = req(choices=VARIANTS)
     host_mac_pj: Sourced = req()  # a multiply-add on a digital host (the input layer off chip)
     headline: HeadlineCfg = req()
     paper_inference_ratio: float = req(gt=0)
@@ -139,7 +145,6 @@ class EnergyCfg:
 
 
 PJ = 1e-12
-WORKLOADS = ("spiking_sim", "rate_ep", "mlp_bp")
 TASKS = ("inference", "training")
 EVENT_KINDS = {
     "synaptic_events": "synaptic_event_pj",
@@ -296,19 +301,19 @@ def neuromorphic_variants(per_example: dict, sizes: Sequence[int], nudged_phases
     infer = per_example["inference"]
     second = nudged_phases > 1
     out = {}
-    for input_mode in ("input on chip", "input off chip"):
-        drop = ("input",) if input_mode == "input off chip" else ()
+    for input_mode in INPUT_MODES:
+        drop = ("input",) if input_mode == INPUT_MODES[1] else ()
         n01 = sizes[0] * sizes[1]
         inf_counts = event_totals(infer, ("inference",), drop)
         base = event_totals(train, ("free", "nudged"), drop)
         free = event_totals(train, ("free",), drop)
-        if input_mode == "input off chip":
+        if input_mode == INPUT_MODES[1]:
             # the input layer's spike-triggered updates go with it: W_1 learns off chip, x^T (ds)
             inf_extra, train_extra = n01, 2 * n01
         else:
             inf_extra = train_extra = 0
-        for state_mode in ("store", "rerun"):
-            if state_mode == "rerun" and second:
+        for state_mode in STATE_MODES:
+            if state_mode == STATE_MODES[1] and second:
                 counts = {k: base[k] + free[k] for k in base}
                 tr = neuromorphic_energy(counts, preset, 0, train_extra, mac_pj)
             else:
