@@ -1,4 +1,4 @@
-"""Rate-based EP dynamics and learning rule (README, "The model"), checked by hand."""
+"""Rate-based EP dynamics and learning rule (docs/model.md), checked by hand."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_sigmoid_step_matches_the_formula():
 
 
 def naive_phase(params, x, steps, s=None, y=None, beta=0.0, inside=False, activation="sigmoid"):
-    """The rate form of README "The model", written plainly."""
+    """The rate form of docs/model.md, written plainly."""
     W, b = params
     L = len(W)
     s = [np.zeros((x.shape[0], w.shape[1])) for w in W] if s is None else s
@@ -134,7 +134,7 @@ def test_symmetric_update_is_the_difference_of_the_two_nudged_phases():
 
 
 def test_cep_sums_to_the_ep_update_for_small_rates():
-    """C-EP's per-step updates telescope to the end-of-phase update (README, "The model")."""
+    """C-EP's per-step updates telescope to the end-of-phase update (docs/model.md)."""
     rng = np.random.default_rng(2)
     x, y = rng.random((4, 6)), rng.integers(0, 3, 4)
     t = ep.centred_target(y, 3, np, np.float64)

@@ -1,4 +1,4 @@
-"""Faults and bad input (README, "Faults and bad input"): each row of that table has its test
+"""Faults and bad input (docs/faults.md): each row of that table has its test
 here, or names the test elsewhere that shows it."""
 
 from __future__ import annotations
@@ -129,14 +129,13 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-def test_readme_faults_table_names_tests_that_exist():
-    """Every test the README's "Faults and bad input" table names is a test of this suite."""
+def test_faults_table_names_tests_that_exist():
+    """Every test the "Faults and bad input" table (docs/faults.md) names is a test of this suite."""
     import re
 
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("## Faults and bad input", 1)[1].split("\n## ", 1)[0]
+    table = (REPO / "docs" / "faults.md").read_text().split("# Faults and bad input", 1)[1]
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) >= 10
     sources = {p.name: p.read_text() for p in (REPO / "tests").glob("test_*.py")}

@@ -1,4 +1,4 @@
-"""fetch_data: sources in order, verification, atomic output (README, "Outputs": the pinned hashes are in conf/data/mnist.yaml)."""
+"""fetch_data: sources in order, verification, atomic output (the pinned hashes are in conf/data/mnist.yaml)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EqSpike's spiking network and spike-driven rule (README, "The model"), checked by hand."""
+"""EqSpike's spiking network and spike-driven rule (docs/model.md), checked by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Neuron models and rho, the activation of the whole project (docs: README "The model").
+"""Neuron models and rho, the activation of the whole project (docs: docs/model.md).
 
 rho, written once here (rate-based EP, EqSpike, the STDP pairing protocol all call it):
 

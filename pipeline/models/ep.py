@@ -1,4 +1,4 @@
-"""Rate-based Equilibrium Propagation, discrete-time "prototypical" form (equations: README, "The model").
+"""Rate-based Equilibrium Propagation, discrete-time "prototypical" form (equations: docs/model.md).
 
 Network: input x (fixed), layers s_1 .. s_L (the last is the output), one weight matrix per pair
 of adjacent layers used in both directions (symmetric), biases per layer. Every layer is updated

@@ -35,7 +35,7 @@ class DivergenceError(RuntimeError):
     """Training produced non-finite weights."""
 
 
-# how the output is nudged; the one list of every model's ``nudge`` (README, "The model")
+# how the output is nudged; the one list of every model's ``nudge`` (docs/model.md)
 NUDGES = ("symmetric", "one_sided", "random_sign")
 
 

@@ -101,7 +101,7 @@ def onehot(labels, n: int, xp: ModuleType, dtype):
 def make_rng(xp: ModuleType, seed):
     """Uniform [0, 1) sampler ``rng(shape, dtype)`` for Bernoulli spikes, on the arrays' device.
 
-    This in-simulation stream differs between NumPy and CuPy (the README says so); everything
+    This in-simulation stream differs between NumPy and CuPy (docs/gpu.md says so); everything
     that must match across backends (weights, data order) is drawn on the host."""
     if xp is np:
         gen = np.random.default_rng(seed)
