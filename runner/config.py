@@ -91,10 +91,6 @@ def load_config(overrides: list[str] | None = None) -> tuple[dict, Config]:
     return raw, parse(Config, raw)
 
 
-def repo_path(relative: str) -> Path:
-    return REPO / relative
-
-
 def checkpoint_root() -> Path:
     """Where checkpoints live: the repository, or ``$EQSPIKE_CHECKPOINT_ROOT`` (a shared
     directory, so that a job resubmitted on another node resumes)."""

@@ -73,19 +73,17 @@ def stage_main(stage: str, worker: Callable[[Config, Run], None]) -> Callable[[l
             print(help_text(stage, sys.modules[worker.__module__].__doc__ or ""))
             return 0
         start = time.monotonic()
-        if argv[:2] == ["--cfg", "job"]:  # Hydra's: print the composed config, run nothing
-            try:
-                print(yaml.safe_dump(load_config(argv[2:])[0], sort_keys=False), end="")
-            except ConfigError as exc:
-                print(f"{stage}: bad config: {exc}", file=sys.stderr)
-                return 2
-            return 0
+        cfg_job = argv[:2] == ["--cfg", "job"]  # Hydra's: print the composed config, run nothing
         try:
-            raw, cfg = load_config(argv)
-            apply_thread_limits()
+            raw, cfg = load_config(argv[2:] if cfg_job else argv)
+            if not cfg_job:
+                apply_thread_limits()
         except ConfigError as exc:
             print(f"{stage}: bad config: {exc}", file=sys.stderr)
             return 2
+        if cfg_job:
+            print(yaml.safe_dump(raw, sort_keys=False), end="")
+            return 0
         try:
             with tracked(stage, raw, cfg) as run:
                 try:

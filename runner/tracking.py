@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.core.schema import ConfigError, flatten
-from runner.config import REPO, compose_raw
+from runner.config import REPO, compose_raw, load_config
 
 
 class TrackingError(RuntimeError):
@@ -240,8 +240,6 @@ def tracked(stage: str, raw: dict, cfg: Config) -> Iterator[Run]:
 def prepared_store(prog: str, overrides: list[str]):
     """For a command (not a stage): the config and the experiment id of the store, created when
     missing; an exit code instead (2 bad config, 3 store unreachable), the reason printed."""
-    from runner.config import load_config
-
     try:
         _, cfg = load_config(overrides)
         return cfg, connect(cfg)

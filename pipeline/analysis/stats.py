@@ -15,8 +15,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats as st
-
 from pipeline.core.schema import opt
 
 
@@ -37,6 +35,14 @@ class AggregateCfg:
 CONFIDENCE = 0.95
 
 
+def _t_quantile(dof: float) -> float:
+    """Student t's two-sided CONFIDENCE quantile. scipy.stats is imported here, not at the top:
+    every stage imports this module through the root config, and only the summaries need it."""
+    from scipy import stats as st
+
+    return float(st.t.ppf(0.5 + CONFIDENCE / 2, dof))
+
+
 def summary(values: Sequence[float]) -> dict:
     """n, mean, std, and the 95 % Student-t interval of the mean (None with one value)."""
     n = len(values)
@@ -46,7 +52,7 @@ def summary(values: Sequence[float]) -> dict:
     if n == 1:
         return {"n": 1, "mean": mean, "std": None, "ci_low": None, "ci_high": None, "half_width": None}
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = st.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
+    half = _t_quantile(n - 1) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "half_width": half}
 
 
@@ -61,7 +67,7 @@ def difference(a: Sequence[float], b: Sequence[float]) -> dict:
     if se == 0:
         return {"mean": diff, "ci_low": diff, "ci_high": diff}
     dof = (va + vb) ** 2 / (va**2 / (sa["n"] - 1) + vb**2 / (sb["n"] - 1))
-    half = st.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
+    half = _t_quantile(dof) * se
     return {"mean": diff, "ci_low": diff - half, "ci_high": diff + half}
 
 

@@ -48,11 +48,13 @@ class Checked:
     config_path: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        path = _PARSING.get() or self.config_path
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                _check_rules(value, f.metadata.get("rules", {}), _join(path, f.name))
+        parsing = _PARSING.get()
+        path = parsing or self.config_path
+        if not parsing:  # ``parse`` has checked every field's rules already, naming the key
+            for f in dataclasses.fields(self):
+                value = getattr(self, f.name)
+                if value is not None:
+                    _check_rules(value, f.metadata.get("rules", {}), _join(path, f.name))
         if hasattr(self, "check"):
             self.check(path or type(self).__name__)
 
@@ -173,11 +175,6 @@ def parse(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
     if hasattr(obj, "check") and not isinstance(obj, Checked):
         obj.check(path or "config")
     return obj
-
-
-def to_dict(obj: Any) -> Any:
-    """Plain nested dict/list form of a parsed config (for logging and hashing)."""
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
