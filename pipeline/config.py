@@ -3,6 +3,7 @@ that the code using it takes), so a parameter is declared once, with its range r
 
     runtime, tracking   here                              (how and where a stage runs)
     data                pipeline.data.spec.DataCfg
+    train               pipeline.models.train.TrainCfg    (the aids shared by every model)
     ep                  pipeline.models.ep.EPConfig       (Dynamics + Schedule)
     eqspike             pipeline.models.eqspike.EqSpikeConfig   (SpikeDynamics + Schedule;
                         eqspike.neuron: pipeline.core.neuron.NeuronModel)
@@ -33,6 +34,7 @@ from pipeline.data.spec import DataCfg
 from pipeline.models.bp import BPConfig
 from pipeline.models.ep import EPConfig
 from pipeline.models.eqspike import EqSpikeConfig
+from pipeline.models.train import TrainCfg
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +60,7 @@ class Config:
     runtime: RuntimeCfg = req()
     tracking: TrackingCfg = opt(TrackingCfg())
     data: DataCfg = req()
+    train: TrainCfg = req()  # the aids every model's training loop shares
     ep: EPConfig = req()
     eqspike: EqSpikeConfig = req()
     # the second EqSpike model (claim C5's comparison): ``eqspike`` with the keys of conf/variant/
@@ -67,7 +70,7 @@ class Config:
     stdp: StdpCfg = req()
     energy: EnergyCfg | None = opt(None)
     report: ReportCfg = req()
-    aggregate: AggregateCfg = opt(AggregateCfg())
+    aggregate: AggregateCfg = req()
     bias: BiasCfg = req()
 
     @classmethod

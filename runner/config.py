@@ -42,7 +42,7 @@ def compose_raw(overrides: list[str] | None = None, config_dir: Path | None = No
 
 CONF = REPO / "conf"
 # folders of conf/ that their own code reads (energy presets, launcher settings), not Hydra groups
-NOT_GROUPS = ("energy/gpu", "energy/neuromorphic", "energy/measured", "launcher")
+NOT_GROUPS = ("energy/gpu", "energy/neuromorphic", "energy/measured", "launcher", "tuning")
 
 
 def config_groups(conf: Path = CONF) -> dict[str, list[str]]:

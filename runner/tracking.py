@@ -80,8 +80,8 @@ def connect(cfg: Config):
 # which stage and seed a run is. ``runs_url`` is the address that opens it.
 RUNS_VIEW_KEY = "eqspike-runs"
 RUNS_VIEW = {
-    "selectedColumns": [*(f"metrics.`{m}`" for m in ("test_accuracy", "test_accuracy_raw", "val_accuracy",
-                                                        "val_accuracy_raw", "seconds_per_epoch")),
+    "selectedColumns": [*(f"metrics.`{m}`" for m in ("test_accuracy", "test_accuracy_averaged", "val_accuracy",
+                                                        "val_accuracy_averaged", "seconds_per_epoch")),
                         *(f"tags.`{t}`" for t in ("stage", "seed"))],
     "orderByKey": "attributes.start_time",
     "orderByAsc": False,
@@ -271,6 +271,22 @@ def latest_stage_runs(experiment: str, stages: list[str]) -> dict[str, dict]:
         if runs:
             r = runs[0]
             out[stage] = {"run_id": r.info.run_id, "seconds": r.data.metrics.get("stage_seconds")}
+    return out
+
+
+def experiment_results(experiment: str, names: list[str], stage: str) -> dict[str, dict[str, float]]:
+    """The metrics of the latest finished run of ``stage`` tagged with each DVC experiment name of
+    ``names`` (queued experiments log to the parent repository's store): ``{name: metrics}``."""
+    import mlflow
+
+    out = {}
+    for name in names:
+        runs = mlflow.search_runs(experiment_names=[experiment], output_format="list",
+                                  filter_string=f"tags.dvc_exp_name = '{name}' and tags.stage = '{stage}' "
+                                                "and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            out[name] = {**runs[0].data.metrics, "run_id": runs[0].info.run_id}
     return out
 
 

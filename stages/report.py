@@ -9,6 +9,7 @@ DVC metrics: ``dvc metrics show``; ``pipeline/analysis/headline.py``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -32,6 +33,8 @@ def worker(cfg: Config, run: Run) -> None:
               "aggregate": (REPO / cfg.aggregate.out.detail, "aggregate"), "bias": (REPO / cfg.bias.out.detail, "bias"),
               "stdp": (REPO / cfg.stdp.out.detail, "stdp"), "energy": (REPO / cfg.energy.out.detail, "energy")}
     read = {name: rp.read_json(path, stage) for name, (path, stage) in inputs.items()}
+    tuning = REPO / cfg.report.tuning
+    read["tuning"] = json.loads(tuning.read_text()) if tuning.is_file() else {}
     md_path, html_path = REPO / cfg.report.out.markdown, REPO / cfg.report.out.html
     figures = {"ep_curve": ep_run.curve_png, "eqspike_curve": eq_run.curve_png, "raster": eq_run.raster_png,
                "stdp": REPO / cfg.stdp.out.figure_png, "bias": REPO / cfg.bias.out.figure_png,

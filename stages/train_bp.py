@@ -24,7 +24,7 @@ def worker(cfg: Config, run: Run) -> None:
     # the learning curve's line: rate EP's published 98 %, what a 784-512-10 MLP also reaches
     train_and_write(model, cfg.bp, load(cfg.data, REPO), cfg.runtime.seed, cfg.runtime.dtype, run,
                     f"backprop MLP {cfg.bp.sizes}", cfg.report.paper_rate_accuracy, cfg.runtime.progress,
-                    seed_paths(cfg.bp.out, cfg.runtime.seed))
+                    seed_paths(cfg.bp.out, cfg.runtime.seed), cfg.train.ema_decay)
 
 
 main = stage_main("train_bp", worker)

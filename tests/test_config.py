@@ -32,9 +32,9 @@ def test_params_yaml_is_byte_for_byte_what_dvc_writes():
 
 # conf/energy/{gpu,neuromorphic,measured}/ hold presets the energy stage reads itself (validated in
 # tests/test_energy.py) and conf/launcher/ the launcher's settings (tests/test_scaleout.py), not
-# Hydra groups
+# Hydra groups; conf/tuning/ is the tuning protocol (cli/tune.py, tests/test_selection.py)
 GROUP_FILES = sorted((str(p.parent.relative_to(CONF)), p.stem) for p in CONF.glob("*/**/*.yaml")
-                     if p.parent.parent != CONF / "energy" and p.parent != CONF / "launcher")
+                     if p.parent.parent != CONF / "energy" and p.parent not in (CONF / "launcher", CONF / "tuning"))
 
 
 @pytest.mark.parametrize("group,name", GROUP_FILES)

@@ -18,7 +18,7 @@ def tiny(tmp_path, mnist_like_dir, epochs, *extra):
     return [
         *data, "eqspike.sizes=[784,16,10]", f"eqspike.epochs={epochs}", "eqspike.T=8", "eqspike.K=4",
         "eqspike.eval_avg_steps=2", "eqspike.batch_size=20", "eqspike.eval_batch_size=50",
-        "eqspike.lr=[0.2,0.1]", "eqspike.ema_decay=0.9",
+        "eqspike.lr=[0.2,0.1]", "train.ema_decay=0.9",
         f"eqspike.out.models={out / 'models'}", f"eqspike.out.checkpoints={tmp_path / 'ck'}", f"eqspike.out.runs={out / 'runs'}", *extra,
     ]
 
@@ -27,7 +27,10 @@ def test_outputs_counters_and_raster(tmp_path, mnist_like_dir, mlflow_store):
     assert main(tiny(tmp_path, mnist_like_dir, 2)) == 0
     out = tmp_path / "out"
     metrics = json.loads((out / "runs" / "seed0" / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and "test_accuracy_raw" in metrics
+    assert metrics["epochs"] == 2 and "test_accuracy_averaged" in metrics
+    assert "test_accuracy_spike_count_averaged" in metrics and 0 <= metrics["test_spike_count_tie_rate"] <= 1
+    with np.load(out / "runs" / "seed0" / "predictions.npz", allow_pickle=False) as z:
+        assert (z["predicted_spike_count"] == z["labels"]).mean() == metrics["test_accuracy_spike_count"]
     events = json.loads((out / "runs" / "seed0" / "events.json").read_text())
     train = {".".join(k): v for k, v in ev.from_json(events["per_example"]["train"]).items()}
     infer = {".".join(k): v for k, v in ev.from_json(events["per_example"]["inference"]).items()}
@@ -70,7 +73,7 @@ def test_one_sided_counts_free_phase_updates(tmp_path, mnist_like_dir, mlflow_st
         ("eqspike.neuron.threshold=0.5", "eqspike.neuron.threshold"),
         ("eqspike.neuron.leak=0", "eqspike.neuron.leak"),
         ("eqspike.neuron.leak=1.5", "eqspike.neuron.leak"),
-        ("eqspike.ema_decay=1.0", "eqspike.ema_decay"),
+        ("train.ema_decay=1.0", "train.ema_decay"),
         ("eqspike.eval_avg_steps=100", "eqspike.eval_avg_steps"),
         ("eqspike.beta=0", "eqspike.beta"),
         ("eqspike.pre_factor=rate", "eqspike.pre_factor"),

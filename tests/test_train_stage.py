@@ -32,12 +32,23 @@ def test_outputs_and_tracking(tmp_path, mnist_like_dir, mlflow_store):
     rows = list(csv.DictReader((out / "runs" / "seed0" / "curve.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert (out / "runs" / "seed0" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    params, _ = load_weights(out / "models" / "seed0.npz")
+    params, extra = load_weights(out / "models" / "seed0.npz")
     assert [w.shape for w in params.W] == [(784, 16), (16, 10)]
+    # both sets of weights, labelled: the raw ones (headline) and the shared average beside them
+    averaged, _ = load_weights(out / "models" / "seed0.npz", prefix="ema_")
+    assert extra["ema_decay"] == 0.999 and "raw weights" in str(extra["contents"])
+    assert not np.array_equal(params.W[0], averaged.W[0])
+    assert "test_accuracy_averaged" in metrics and metrics["ema_decay"] == 0.999
+    with np.load(out / "runs" / "seed0" / "predictions.npz", allow_pickle=False) as z:
+        assert z["predicted"].shape == z["labels"].shape == (metrics["n_test"],)
+        assert (z["predicted"] == z["labels"]).mean() == metrics["test_accuracy"]
+        assert (z["predicted_averaged"] == z["labels"]).mean() == metrics["test_accuracy_averaged"]
     (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert run.info.status == "FINISHED"
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "test_accuracy")
-    assert sorted({m.step for m in history}) == [1, 2]
+    client = mlflow.MlflowClient()
+    # the test set is read once, after the last epoch; training figures every epoch
+    assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")}) == [2]
+    assert sorted({m.step for m in client.get_metric_history(run.info.run_id, "train_accuracy")}) == [1, 2]
 
 
 def test_toy_problem_is_learned(tmp_path, mnist_like_dir, mlflow_store):

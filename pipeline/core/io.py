@@ -82,3 +82,6 @@ class SeedPaths:
     curve_png = property(lambda self: self.dir / "curve.png")
     events = property(lambda self: self.dir / "events.json")
     raster_png = property(lambda self: self.dir / "raster.png")
+    # the test set's per-example predictions (raw weights, and the average beside them): what
+    # intervals over test examples and paired gaps between models read
+    predictions = property(lambda self: self.dir / "predictions.npz")

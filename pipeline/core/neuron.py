@@ -87,7 +87,7 @@ class NeuronModel(Checked):
 
     config_path = "eqspike.neuron"
 
-    model: str = req(min_len=1)  # a registered model: sigma_delta | bernoulli | ...
+    model: str = req(min_len=1)  # a registered model: sigma_delta | bernoulli | rate (no spikes) | ...
     # sigma-delta: spike when the accumulator reaches it; rate = s / threshold. >= 1 keeps the
     # spikes binary (at most one per step, since s <= 1)
     threshold: float = req(ge=1.0)
@@ -164,6 +164,21 @@ class Bernoulli:
     @staticmethod
     def encode(x, steps: int, neuron: NeuronModel, xp: ModuleType, rng=None):
         return xp.stack([Bernoulli.emit(x, None, neuron, xp, rng)[0] for _ in range(steps)])
+
+
+@register("rate")
+class Rate:
+    """No spikes: every neuron sends its rate s / threshold (a real number) where a spiking one
+    sends its spikes, through the same trace, leak and rule. The reference of the bias check
+    (``pipeline/analysis/bias.py``): what the spikes add to the same dynamics. Not a chip's neuron."""
+
+    @staticmethod
+    def emit(s, a, neuron: NeuronModel, xp: ModuleType, rng=None):
+        return s / s.dtype.type(neuron.threshold), a
+
+    @staticmethod
+    def encode(x, steps: int, neuron: NeuronModel, xp: ModuleType, rng=None):
+        return xp.broadcast_to(x / x.dtype.type(neuron.threshold), (steps, *x.shape)).copy()
 
 
 def emit(s, a, neuron: NeuronModel, xp: ModuleType, rng=None):

@@ -112,8 +112,15 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(inner, value, path)
+    if tp is Any:
+        return value
     if value is None:
         raise ConfigError(f"{path}: must not be null (expected {_type_name(tp)})")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        _, inner = typing.get_args(tp)
+        return {str(k): _convert(inner, v, _join(path, str(k))) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if dataclasses.is_dataclass(value):
             return value

@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
+import numpy as np
+
+from pipeline.core.backend import to_host
 from pipeline.core.network import Params
 from pipeline.core.schema import Checked, req
 from pipeline.models.train import ModelOut, Schedule
@@ -73,16 +76,23 @@ class BPModel:
         params.b[0] -= lr[0] * dh.sum(axis=0)
         return z
 
-    def evaluate(self, params: Params, x, labels, count: bool = True) -> dict:
+    def evaluate(self, params: Params, x, labels, count: bool = True, keep: bool = False) -> dict:
+        """``keep``: the per-example predicted classes too (``predicted``)."""
         xp = self.xp
-        correct, loss = 0, 0.0
+        correct, loss, guesses = 0, 0.0, []
         for start in range(0, x.shape[0], self.eval_batch_size):
             xb, yb = x[start:start + self.eval_batch_size], labels[start:start + self.eval_batch_size]
             _, z = forward(params, xb)
             p = _softmax(z, xp)
-            correct += int((z.argmax(axis=1) == yb).sum())
+            guess = z.argmax(axis=1)
+            correct += int((guess == yb).sum())
             loss += float(-xp.log(p[xp.arange(xb.shape[0]), yb] + 1e-12).sum())
-        return {"accuracy": correct / x.shape[0], "loss": loss / x.shape[0]}
+            if keep:
+                guesses.append(to_host(guess))
+        out = {"accuracy": correct / x.shape[0], "loss": loss / x.shape[0]}
+        if keep:
+            out["predicted"] = np.concatenate(guesses).astype(np.int8)
+        return out
 
     def start_epoch(self, epoch: int) -> None:
         pass

@@ -40,7 +40,7 @@ from types import ModuleType
 import numpy as np
 from numba import njit, prange
 
-from pipeline.core.backend import ENGINES, array_module
+from pipeline.core.backend import ENGINES, array_module, to_host
 from pipeline.core.compiled import (
     ACT_EXACT,
     ACT_FAST,
@@ -289,9 +289,11 @@ def centred_target(labels, n_classes: int, xp: ModuleType, dtype) -> np.ndarray:
     return t
 
 
-def evaluate(params: Params, x, labels, dyn: Dynamics, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(params: Params, x, labels, dyn: Dynamics, batch_size: int = 1000,
+             predicted: list | None = None) -> tuple[float, float]:
     """Test accuracy (argmax of the output after the free phase) and mean loss
-    1/2 ||y - s_L||^2 per example. Returns host floats (one device sync per batch)."""
+    1/2 ||y - s_L||^2 per example. Returns host floats (one device sync per batch);
+    ``predicted``: a list that receives each batch's predicted classes (host arrays)."""
     xp = array_module(x)
     correct, loss = 0, 0.0
     n_classes = params.W[-1].shape[1]
@@ -299,7 +301,10 @@ def evaluate(params: Params, x, labels, dyn: Dynamics, batch_size: int = 1000) -
         xb, yb = x[start : start + batch_size], labels[start : start + batch_size]
         out = to_rate(free_phase(params, xb, dyn)[-1])
         onehot = (centred_target(yb, n_classes, xp, out.dtype) + 1.0) * 0.5
-        correct += int((out.argmax(axis=1) == yb).sum())
+        guess = out.argmax(axis=1)
+        correct += int((guess == yb).sum())
+        if predicted is not None:
+            predicted.append(to_host(guess))
         loss += float(0.5 * ((onehot - out) ** 2).sum())
     return correct / x.shape[0], loss / x.shape[0]
 
@@ -317,9 +322,14 @@ class EPModel:
         target = centred_target(labels, params.W[-1].shape[1], self.xp, x.dtype)
         return train_batch(params, x, target, self.dyn, lr, sign)
 
-    def evaluate(self, params: Params, x, labels, count: bool = True) -> dict:
-        accuracy, loss = evaluate(params, x, labels, self.dyn, self.eval_batch_size)
-        return {"accuracy": accuracy, "loss": loss}
+    def evaluate(self, params: Params, x, labels, count: bool = True, keep: bool = False) -> dict:
+        """``keep``: the per-example predicted classes too (``predicted``)."""
+        guesses: list | None = [] if keep else None
+        accuracy, loss = evaluate(params, x, labels, self.dyn, self.eval_batch_size, guesses)
+        out = {"accuracy": accuracy, "loss": loss}
+        if keep:
+            out["predicted"] = np.concatenate(guesses).astype(np.int8)
+        return out
 
     def start_epoch(self, epoch: int) -> None:
         pass

@@ -7,27 +7,42 @@ from pathlib import Path
 
 
 def learning_curves(records: Sequence[dict], path: Path, title: str, reference: float | None = None) -> None:
-    """Train and test error (log scale) and test accuracy against epochs."""
+    """Training error and, with a validation split, validation error (log scale) against epochs;
+    accuracy against epochs (validation: raw weights and the average; training without a split).
+    The test set, read once after the last epoch, is one marker (raw weights)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [r["epoch"] for r in records]
+    has_val = all("val_accuracy" in r for r in records)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [100 * r["train_error"] for r in records], "o-", label="train error")
-    ax1.plot(epochs, [100 * r["test_error"] for r in records], "s-", label="test error")
+    ax1.plot(epochs, [100 * r["train_error"] for r in records], "o-", label="training error (during the epoch)")
+    if has_val:
+        ax1.plot(epochs, [100 * (1 - r["val_accuracy"]) for r in records], "s-", label="validation error")
     ax1.set_yscale("log")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("error (%)")
     ax1.legend()
     ax1.grid(alpha=0.3, which="both")
-    ax2.plot(epochs, [100 * r["test_accuracy"] for r in records], "s-", color="C1", label="test accuracy")
+    if has_val:
+        ax2.plot(epochs, [100 * r["val_accuracy"] for r in records], "s-", color="C1", label="validation, raw weights")
+        if all("val_accuracy_averaged" in r for r in records):
+            ax2.plot(epochs, [100 * r["val_accuracy_averaged"] for r in records], "^--", color="C2",
+                     label="validation, weight average")
+    else:
+        ax2.plot(epochs, [100 * r["train_accuracy"] for r in records], "o-", color="C0",
+                 label="training accuracy (during the epoch)")
+    last = records[-1] if records else {}
+    if "test_accuracy" in last:
+        ax2.plot([last["epoch"]], [100 * last["test_accuracy"]], "*", ms=14, color="C3",
+                 label=f"test, read once: {100 * last['test_accuracy']:.2f} %")
     if reference is not None:
-        ax2.axhline(100 * reference, color="k", ls="--", lw=1, label=f"paper target {100 * reference:.1f} %")
+        ax2.axhline(100 * reference, color="k", ls="--", lw=1, label=f"paper {100 * reference:.1f} %")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("test accuracy (%)")
-    ax2.legend()
+    ax2.set_ylabel("accuracy (%)")
+    ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()

@@ -26,7 +26,7 @@ from pipeline.core.io import SeedPaths, WeightsError, atomic_write, load_params,
 from pipeline.core.network import Params, copy_params, init_params, save_weights
 from pipeline.data.idx import Dataset
 from pipeline.models.figures import learning_curves
-from pipeline.models.train import fit
+from pipeline.models.train import fit, test
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds pipeline/
 
@@ -97,9 +97,11 @@ def code_digest(files: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-CURVE_FIELDS = ["epoch", "train_accuracy", "val_accuracy", "val_accuracy_raw", "test_accuracy", "test_accuracy_raw",
-                "test_accuracy_spike_count", "test_accuracy_spike_count_raw", "test_loss", "seconds",
-                "eval_seconds"]
+# per epoch: training and validation (raw weights; the average beside them); the test figures are
+# on the last row only (the test set is read once, after training)
+CURVE_FIELDS = ["epoch", "train_accuracy", "val_accuracy", "val_accuracy_averaged", "val_accuracy_spike_count",
+                "val_loss", "test_accuracy", "test_accuracy_averaged", "test_accuracy_spike_count",
+                "test_accuracy_spike_count_averaged", "test_loss", "seconds", "eval_seconds"]
 
 
 def write_csv(path, records) -> None:
@@ -117,11 +119,14 @@ def write_csv(path, records) -> None:
 NOT_IN_RUN_KEY = ("epochs", "out", "eval_batch_size", "engine", "input_layer")
 
 
-def run_key(model, cfg, seed: int, dtype: str, n_train: int) -> str:
+def run_key(model, cfg, seed: int, dtype: str, n_train: int, ema_decay: float = 0.0) -> str:
     """Identity of a training run for resuming: everything that shapes the weights (config,
-    seed, data size, the model's code: the modules its class imports) except the number of epochs."""
+    seed, data size, the weight average's decay, the model's code: the modules its class
+    imports) except the number of epochs."""
     relevant = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_RUN_KEY}
     relevant.update(seed=seed, dtype=dtype, n_train=n_train, code=code_digest(code_files(type(model).__module__)))
+    if ema_decay:
+        relevant["ema_decay"] = ema_decay
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -130,22 +135,30 @@ def numeric(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))}
 
 
+def merge_last(history: list[dict], figures: dict) -> None:
+    """Add the test figures to the last epoch's record (nested dicts, the events, merged)."""
+    last = history[-1]
+    for k, v in figures.items():
+        last[k] = {**last[k], **v} if isinstance(v, dict) and isinstance(last.get(k), dict) else v
+
+
 def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run: Tracker, title: str,
-                    reference: float | None, progress: bool, out: SeedPaths,
+                    reference: float | None, progress: bool, out: SeedPaths, ema_decay: float = 0.0,
                     after: Callable[[Params, list[dict]], dict] | None = None) -> tuple[Params, list[dict]]:
-    """Resume or start, train to ``model_cfg.epochs``, write weights, metrics, curves.
+    """Resume or start, train to ``model_cfg.epochs``, read the test set once, write weights (raw
+    and, with ``ema_decay`` > 0, the average beside them), metrics, curves, predictions.
 
     ``after(params, history)`` may add entries to the metrics JSON (and write more outputs).
-    Returns the evaluated weights (the average when ``ema_decay`` > 0) and the history.
+    Returns the raw weights and the history.
     """
     xp = model.xp
-    key = run_key(model, model_cfg, seed, dtype, len(data.y_train))
+    key = run_key(model, model_cfg, seed, dtype, len(data.y_train), ema_decay)
     run.tags({"device": device_name(xp), "run_key": key, "seed": str(seed),
               "validation_sha256": data.val_sha256 or "none"})
 
     # ---- resume from the checkpoint when it belongs to this run ---------------------------
     ckpt = out.checkpoint(key)
-    use_ema = model_cfg.ema_decay > 0
+    use_ema = ema_decay > 0
     start_epoch, history = 0, []
     if ckpt.is_file():
         try:
@@ -174,16 +187,22 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
         atomic_write(ckpt, lambda p: save_weights(p, params, ema, epoch=epoch + 1, run_key=key,
                                                   history=json.dumps(history)))
         run.metrics(numeric(record), step=record["epoch"])
-        raw = f"  (raw weights {record['test_accuracy_raw']:.4f})" if "test_accuracy_raw" in record else ""
-        val = f"  val acc {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
+        avg = f" (average {record['val_accuracy_averaged']:.4f})" if "val_accuracy_averaged" in record else ""
+        val = f"  val acc {record['val_accuracy']:.4f}{avg}" if "val_accuracy" in record else ""
         print(f"{model.name} seed {seed} epoch {epoch + 1}: train acc {record['train_accuracy']:.4f}{val}  "
-              f"test acc {record['test_accuracy']:.4f}{raw}  ({record['seconds']:.1f} s)", flush=True)
+              f"({record['seconds']:.1f} s)", flush=True)
 
-    fit(model, params, data, model_cfg, seed, start_epoch, ema, on_epoch_end, progress)
+    fit(model, params, data, model_cfg, seed, start_epoch, ema, ema_decay, on_epoch_end, progress)
+
+    # ---- the test set, read once --------------------------------------------------------
+    figures, predictions = test(model, params, ema, data)
+    merge_last(history, figures)
+    last = history[-1]
+    avg = f" (average {last['test_accuracy_averaged']:.4f})" if "test_accuracy_averaged" in last else ""
+    print(f"{model.name} seed {seed}: test acc {last['test_accuracy']:.4f}{avg} after {len(history)} epochs",
+          flush=True)
 
     # ---- outputs ------------------------------------------------------------------------
-    final = ema if use_ema else params
-    last = history[-1]
     seconds = [r["seconds"] for r in history]
     metrics = {
         "seed": seed,
@@ -193,18 +212,33 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
         "n_train": len(data.y_train),
         "n_val": 0 if data.y_val is None else len(data.y_val),
         "n_test": len(data.y_test),
-        "weights_averaged": int(use_ema),
+        "ema_decay": ema_decay,
         # the last epoch's figures (the number of epochs is fixed in the config, never chosen here)
         **{k: v for k, v in last.items() if k.split("_")[0] in ("train", "val", "test") and k != "train_error"
            and k != "test_error" and isinstance(v, (int, float))},
     }
     if after is not None:
-        metrics.update(after(final, history))
-    atomic_write(out.weights, lambda p: save_weights(p, final, epoch=len(history), run_key=key))
+        metrics.update(after(params, history))
+    atomic_write(out.weights, lambda p: save_weights(p, params, ema, epoch=len(history), run_key=key,
+                                                     ema_decay=ema_decay, contents=WEIGHTS_CONTENTS))
+    atomic_write(out.predictions, lambda p: save_predictions(p, predictions, data.y_test))
     write_json(out.metrics, metrics)
     write_csv(out.curve_csv, history)
     atomic_write(out.curve_png, lambda p: learning_curves(history, p, f"{title}, seed {seed}", reference))
     run.metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=len(history))
-    for path in (out.metrics, out.curve_csv, out.curve_png, out.weights):
+    for path in (out.metrics, out.curve_csv, out.curve_png, out.weights, out.predictions):
         run.artifact(path)
-    return final, history
+    return params, history
+
+
+WEIGHTS_CONTENTS = ("W<l>, b<l>: the raw weights, what the learning rule left in the synapses after the last "
+                    "epoch; ema_W<l>, ema_b<l> (when ema_decay > 0): their moving average, decay ema_decay per update")
+
+
+def save_predictions(path: Path, predictions: dict, labels) -> None:
+    """``.npz`` of the test set's labels and per-example predicted classes (``predicted``: raw
+    weights; ``predicted_averaged``: the average; EqSpike's ``predicted_spike_count*``)."""
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.savez(f, labels=np.asarray(labels).astype(np.int8), **predictions)

@@ -1,6 +1,12 @@
-"""Training loop shared by rate-based EP and EqSpike: epochs of mini-batch learning, weight
-averaging, evaluation, callbacks. A model adapter (``ep.EPModel``, ``eqspike.EqSpikeModel``)
-supplies the batch update and the evaluation; a ``Schedule`` the epochs and learning rates.
+"""Training loop shared by every model (rate-based EP, EqSpike, the backprop MLP): epochs of
+mini-batch learning, the weight average, evaluation, callbacks. A model adapter (``ep.EPModel``,
+``eqspike.EqSpikeModel``, ``bp.BPModel``) supplies the batch update and the evaluation; a
+``Schedule`` the epochs and learning rates; ``TrainCfg`` the aids every model shares (one decay
+of the weight average for all, or none).
+
+What is read when (docs/selection.md): every epoch, the validation split when there is one (the
+figures that choices read); the test set once, after the last epoch (``test``), for the raw
+weights (the headline: what the rule leaves in the synapses) and the average beside them.
 
 The loop is deterministic for a given seed on the CPU: the data order and the signs of beta
 (``random_sign`` nudging) of epoch e come from ``np.random.default_rng([seed, e])`` on the host,
@@ -22,7 +28,7 @@ from tqdm import tqdm
 
 from pipeline.core.backend import to_host
 from pipeline.core.network import Params, ema_update, is_finite
-from pipeline.core.schema import ConfigError, req
+from pipeline.core.schema import Checked, ConfigError, req
 
 if TYPE_CHECKING:
     from pipeline.data.idx import Dataset
@@ -71,9 +77,6 @@ class Schedule:
     eval_batch_size: int = req(ge=1)
     # multiply every learning rate by this factor after each epoch (1.0: constant)
     lr_decay: float = req(gt=0, le=1)
-    # evaluate (and save) an exponential moving average of the weights, factor per update
-    # (0: off, use the raw weights)
-    ema_decay: float = req(ge=0, lt=1)
 
     @property
     def random_sign(self) -> bool:
@@ -84,6 +87,18 @@ class Schedule:
         if len(self.lr) != len(sizes) - 1:
             raise ConfigError(f"{path}.lr: needs one learning rate per weight matrix "
                               f"({len(sizes) - 1} for sizes {list(sizes)}), got {len(self.lr)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainCfg(Checked):
+    """The ``train`` config: the aids of the training loop, one setting for every model, so that
+    no model gets an aid the others lack (conf/train/default.yaml)."""
+
+    config_path = "train"
+
+    # exponential moving average of the weights, factor per update (0: none); evaluated and
+    # saved beside the raw weights, never in their place
+    ema_decay: float = req(ge=0, lt=1)
 
 
 def epoch_plan(seed: int, epoch: int, n: int, batch_size: int, random_sign: bool):
@@ -112,21 +127,49 @@ def named(split: str, figures: dict, suffix: str = "") -> dict:
     return {f"{split}_{k}{suffix}": v for k, v in figures.items()}
 
 
+def evaluate_both(model, params: Params, ema: Params | None, x, y, split: str, keep: bool = False) -> dict:
+    """``<split>_*`` figures of the raw weights (their events counted), and with a weight average
+    ``<split>_accuracy*_averaged`` beside them; ``keep``: the per-example predictions too (arrays
+    under ``predicted*``, ``predicted*_averaged``)."""
+    figures = model.evaluate(params, x, y, count=True, keep=keep)
+    out = named(split, {k: v for k, v in figures.items() if not k.startswith("predicted")})
+    out.update({k: v for k, v in figures.items() if k.startswith("predicted")})
+    if ema is not None:
+        avg = model.evaluate(ema, x, y, count=False, keep=keep)
+        out.update(named(split, {k: v for k, v in avg.items() if k.startswith("accuracy")}, "_averaged"))
+        out.update({f"{k}_averaged": v for k, v in avg.items() if k.startswith("predicted")})
+    return out
+
+
+def test(model, params: Params, ema: Params | None, data: Dataset) -> tuple[dict, dict]:
+    """The test set, read once, after training: ``test_*`` figures of the raw weights (and of the
+    average beside them) with the model's extras (EqSpike: the inference events), and the
+    per-example predictions (host arrays) that intervals over test examples need."""
+    xp = model.xp
+    dtype = params.W[0].dtype
+    x, y = xp.asarray(data.x_test, dtype=dtype), xp.asarray(data.y_test)
+    out = evaluate_both(model, params, ema, x, y, "test", keep=True)
+    predictions = {k: v for k, v in out.items() if k.startswith("predicted")}
+    figures = {k: v for k, v in out.items() if not k.startswith("predicted")}
+    figures.update(model.epoch_extras())
+    return figures, predictions
+
+
 def fit(model, params: Params, data: Dataset, schedule: Schedule, seed: int, start_epoch: int = 0,
-        ema: Params | None = None, on_epoch_end: Callable[[int, dict], None] | None = None,
-        progress: bool = True) -> list[dict]:
+        ema: Params | None = None, ema_decay: float = 0.0,
+        on_epoch_end: Callable[[int, dict], None] | None = None, progress: bool = True) -> list[dict]:
     """Train ``params`` in place from ``start_epoch`` to ``schedule.epochs``; return the records.
 
-    With ``schedule.ema_decay`` > 0, ``ema`` (updated in place) holds the moving average of the
-    weights and is what ``test_accuracy`` evaluates; the raw weights give ``test_accuracy_raw``.
-    With a validation split (``data.x_val``) every epoch is evaluated on it too (``val_*``): the
-    figures that choices of hyper-parameters read. ``model.evaluate`` returns a dict of figures
-    (``accuracy``, ``loss``, and for EqSpike ``accuracy_spike_count``).
+    ``ema`` (updated in place with factor ``ema_decay``), when given, holds the moving average
+    of the weights. With a validation split (``data.x_val``) every epoch is evaluated on it
+    (``val_*``: the raw weights; ``val_accuracy_averaged``: the average): the figures that
+    choices of hyper-parameters read. The test set is not read here (``test``, after training).
+    ``model.evaluate`` returns a dict of figures (``accuracy``, ``loss``, and for EqSpike
+    ``accuracy_spike_count``).
     """
     xp = model.xp
     dtype = params.W[0].dtype
     x_train, y_train = xp.asarray(data.x_train, dtype=dtype), xp.asarray(data.y_train)
-    x_test, y_test = xp.asarray(data.x_test, dtype=dtype), xp.asarray(data.y_test)
     has_val = data.x_val is not None
     if has_val:
         x_val, y_val = xp.asarray(data.x_val, dtype=dtype), xp.asarray(data.y_val)
@@ -149,7 +192,7 @@ def fit(model, params: Params, data: Dataset, schedule: Schedule, seed: int, sta
                 out = model.train_batch(params, xb, yb, lr, float(signs[b]))
                 correct += (out.argmax(axis=1) == yb).sum()
                 if ema is not None:
-                    ema_update(ema, params, schedule.ema_decay)
+                    ema_update(ema, params, ema_decay)
                 if b % FINITE_CHECK_EVERY == FINITE_CHECK_EVERY - 1 and not bool(xp.isfinite(params.W[-1]).all()):
                     raise DivergenceError(
                         f"training diverged in epoch {epoch + 1}, batch {b + 1}: non-finite weights "
@@ -161,19 +204,14 @@ def fit(model, params: Params, data: Dataset, schedule: Schedule, seed: int, sta
                     f"training diverged in epoch {epoch + 1}: non-finite weights "
                     f"(lower {model.name}.lr, now {list(schedule.lr)}, or {model.name}.beta)"
                 )
-            # ---- evaluation: the evaluated weights (the average when there is one), the raw
-            # weights beside them, on the validation split (what choices read) and the test set
+            # ---- evaluation on the validation split (what choices read): the raw weights, the
+            # average beside them
             train_accuracy = float(to_host(correct)) / n
             record = {"epoch": epoch + 1, "train_accuracy": train_accuracy, "train_error": 1.0 - train_accuracy,
                       "seconds": train_seconds}
-            splits = ([("val", x_val, y_val)] if has_val else []) + [("test", x_test, y_test)]
-            for split, x, y in splits:
-                record.update(named(split, model.evaluate(ema if ema is not None else params, x, y,
-                                                          count=split == "test")))
-                if ema is not None:
-                    raw = model.evaluate(params, x, y, count=False)
-                    record.update(named(split, {k: v for k, v in raw.items() if k.startswith("accuracy")}, "_raw"))
-            record["test_error"] = 1.0 - record["test_accuracy"]
+            if has_val:
+                record.update(evaluate_both(model, params, ema, x_val, y_val, "val"))
+                record["val_error"] = 1.0 - record["val_accuracy"]
             record.update(model.epoch_extras())
             record["eval_seconds"] = time.perf_counter() - t0 - train_seconds
             records.append(record)

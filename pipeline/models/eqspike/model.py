@@ -34,19 +34,22 @@ class EqSpikeModel:
         target = onehot(labels, params.W[-1].shape[1], self.xp, x.dtype)
         return train_batch(params, x, target, self.dyn, lr, sign, self.rng, self.train_counts)
 
-    def evaluate(self, params, x, labels, count: bool = True) -> dict:
-        """``count``: add this evaluation's events to the inference counts (the evaluated
-        weights only, not the raw weights evaluated beside a moving average)."""
+    def evaluate(self, params, x, labels, count: bool = True, keep: bool = False) -> dict:
+        """``count``: add this evaluation's events to the inference counts (the raw weights
+        only, not the average evaluated beside them); ``keep``: the per-example predictions."""
         if count:
             self.n_test += x.shape[0]
         return evaluate(params, x, labels, self.dyn, self.eval_batch_size, self.rng,
-                        self.test_counts if count else None)
+                        self.test_counts if count else None, keep=keep)
 
     def epoch_extras(self) -> dict:
         """Event counts per example of this epoch, ``{"events": {"train": ..., "inference": ...}}``
         nested as ``pipeline.events.to_json``: training (free + nudged phases, updates) and
-        inference (one free phase of the evaluated weights)."""
-        out = {"events": {"train": to_json(self.train_counts.per_example(self.n_train)),
-                          "inference": to_json(self.test_counts.per_example(self.n_test))}}
+        inference (one free phase of the raw weights); a part with no examples is left out."""
+        events = {}
+        if self.n_train:
+            events["train"] = to_json(self.train_counts.per_example(self.n_train))
+        if self.n_test:
+            events["inference"] = to_json(self.test_counts.per_example(self.n_test))
         self._reset()
-        return out
+        return {"events": events}

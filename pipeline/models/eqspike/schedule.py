@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.core.backend import array_module
+from pipeline.core.backend import array_module, to_host
 from pipeline.core.events import Counts
 from pipeline.core.network import Params, sizes_of
 from pipeline.models.eqspike.array_engine import ArrayEngine
@@ -120,20 +120,34 @@ def predict(params: Params, x, dyn: SpikeDynamics, rng=None, counts: Counts | No
 
 
 def evaluate(params: Params, x, labels, dyn: SpikeDynamics, batch_size: int = 1000, rng=None,
-             counts: Counts | None = None) -> dict:
+             counts: Counts | None = None, keep: bool = False) -> dict:
     """Accuracy and mean loss 1/2 ||y - s_L||^2 of the spiking network's free phase (analog
-    read-out), and the accuracy of the output spike counts (ties go to the lower class)."""
+    read-out), the accuracy of the output spike counts (ties go to the lower class) and the
+    fraction of examples whose top spike count is tied; ``keep``: the per-example predicted
+    classes of both read-outs too (``predicted``, ``predicted_spike_count``)."""
     xp = array_module(x)
-    correct, correct_spikes, loss = 0, 0, 0.0
+    correct, correct_spikes, loss, ties = 0, 0, 0.0, 0
+    guesses: list = []
+    guesses_spikes: list = []
     for start in range(0, x.shape[0], batch_size):
         xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
         out, spikes = read_out(params, xb, dyn, rng, counts)
         target = onehot(yb, out.shape[1], xp, out.dtype)
-        correct += int((out.argmax(axis=1) == yb).sum())
-        correct_spikes += int((spikes.argmax(axis=1) == yb).sum())
+        guess, guess_spikes = out.argmax(axis=1), spikes.argmax(axis=1)
+        correct += int((guess == yb).sum())
+        correct_spikes += int((guess_spikes == yb).sum())
+        ties += int(((spikes == spikes.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
         loss += float(0.5 * ((target - out) ** 2).sum())
+        if keep:
+            guesses.append(to_host(guess))
+            guesses_spikes.append(to_host(guess_spikes))
     n = x.shape[0]
-    return {"accuracy": correct / n, "loss": loss / n, "accuracy_spike_count": correct_spikes / n}
+    result = {"accuracy": correct / n, "loss": loss / n, "accuracy_spike_count": correct_spikes / n,
+              "spike_count_tie_rate": ties / n}
+    if keep:
+        result["predicted"] = np.concatenate(guesses).astype(np.int8)
+        result["predicted_spike_count"] = np.concatenate(guesses_spikes).astype(np.int8)
+    return result
 
 
 

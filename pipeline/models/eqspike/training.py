@@ -25,7 +25,7 @@ def events_record(cfg: EqSpikeConfig, history: list[dict]) -> dict:
     return {
         "description": "event counts per example, measured in the last epoch's simulation "
                        "(train: free + nudged phases with spike-triggered updates; inference: "
-                       "one free phase of the evaluated weights on the test set)",
+                       "one free phase of the raw weights on the test set, read once after training)",
         "per_example": per_example,
         "totals_per_example": totals,
         "sizes": cfg.sizes, "T": cfg.T, "K": cfg.K, "nudge": cfg.nudge, "batch_size": cfg.batch_size,
@@ -59,9 +59,10 @@ def title(cfg: EqSpikeConfig) -> str:
 
 
 def train(cfg: EqSpikeConfig, data, runtime, xp, tracker: Tracker, paths: SeedPaths,
-          reference: float | None) -> None:
+          reference: float | None, ema_decay: float = 0.0) -> None:
     """Train ``cfg`` (``eqspike``, or the variant's) for ``runtime.seed`` (``runtime``: seed,
-    dtype, progress) on ``xp``'s device; ``reference`` is the line drawn on the learning curve."""
+    dtype, progress) on ``xp``'s device; ``reference`` is the line drawn on the learning curve;
+    ``ema_decay``: the shared weight average (``train.ema_decay``)."""
     seed = runtime.seed
     model = EqSpikeModel(cfg, xp, seed, cfg.eval_batch_size)
 
@@ -72,4 +73,4 @@ def train(cfg: EqSpikeConfig, data, runtime, xp, tracker: Tracker, paths: SeedPa
         return figures
 
     train_and_write(model, cfg, data, seed, runtime.dtype, tracker, title(cfg), reference, runtime.progress, paths,
-                    after=after)
+                    ema_decay=ema_decay, after=after)

@@ -1,0 +1,123 @@
+"""The tuning protocol, the same for every model compared (docs/selection.md): the same number of
+configurations over each model's own main knobs, one seed, the validation split, the same epoch
+budget, and one selection rule:
+
+    the highest validation accuracy of the raw weights wins, unless it beats the default (the
+    first configuration) by no more than one standard error of the default's validation
+    estimate, sqrt(a (1 - a) / n_val): then the default stays.
+
+``ModelProtocol`` and ``TuningProtocol`` are the schema of conf/tuning/protocol.yaml;
+``select`` applies the rule to the runs' figures and returns the winner and the provenance of
+every knob. The runs themselves are queued DVC experiments (``cli/tune.py``); this module only
+judges them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core.schema import Checked, ConfigError, req
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelProtocol(Checked):
+    """One model's share of the protocol: the stage that trains it, its knobs, its candidates
+    (``{key: value}`` overrides of the defaults; the first is ``{}``, the default itself)."""
+
+    config_path = "tuning.models.<model>"
+
+    stage: str = req(min_len=1)
+    knobs: list[str] = req(min_len=1)
+    candidates: list[dict[str, Any]] = req(min_len=2)
+
+    def check(self, path: str) -> None:
+        if self.candidates[0]:
+            raise ConfigError(f"{path}.candidates: the first candidate must be the default ({{}}), got "
+                              f"{self.candidates[0]}")
+        seen = []
+        for i, cand in enumerate(self.candidates):
+            for key in cand:
+                if key.lstrip("+") not in self.knobs:
+                    raise ConfigError(f"{path}.candidates[{i}]: {key} is not one of this model's knobs {self.knobs}")
+            if cand in seen:
+                raise ConfigError(f"{path}.candidates[{i}]: the same configuration twice ({cand})")
+            seen.append(cand)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuningProtocol(Checked):
+    """conf/tuning/protocol.yaml."""
+
+    config_path = "tuning"
+
+    validation: int = req(ge=1000)  # the last n training examples, held out
+    seed: int = req(ge=0)
+    budget: int = req(ge=2)  # configurations per model, the default included
+    models: dict[str, ModelProtocol] = req(min_len=1)
+
+    def check(self, path: str) -> None:
+        for name, m in self.models.items():
+            if len(m.candidates) != self.budget:
+                raise ConfigError(f"{path}.models.{name}.candidates: {len(m.candidates)} configurations, the protocol "
+                                  f"gives every model {self.budget}")
+
+
+def experiment_name(model: str, index: int) -> str:
+    """The queued DVC experiment of candidate ``index`` of ``model``."""
+    return f"tune-{model}-{index}"
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / n)
+
+
+def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[str, float]], n_val: int,
+           defaults: Mapping[str, Any]) -> dict:
+    """Apply the rule to ``results`` (experiment name -> ``{"val_accuracy": ...}``, raw weights)
+    for every candidate of ``model``; ``defaults``: the dotted knobs' default values.
+
+    Returns the ranking, the winner, why, and one provenance row per knob (its final value, the
+    experiment that chose it and its validation accuracy). Raises when a candidate has no result:
+    the budget is the same for every model, so a missing run is not skipped."""
+    names = [experiment_name(model, i) for i in range(len(protocol.candidates))]
+    missing = [n for n in names if n not in results or "val_accuracy" not in results[n]]
+    if missing:
+        raise ValueError(f"{model}: no validation result for {missing}: run them (python -m cli.tune queue {model}; "
+                         "dvc queue start -j 1) before selecting")
+    rows = [{"experiment": n, "overrides": dict(c), "val_accuracy": float(results[n]["val_accuracy"]),
+             **({"val_accuracy_averaged": float(results[n]["val_accuracy_averaged"])}
+                if "val_accuracy_averaged" in results[n] else {})}
+            for n, c in zip(names, protocol.candidates)]
+    default = rows[0]
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    se = standard_error(default["val_accuracy"], n_val)
+    if best is default or best["val_accuracy"] - default["val_accuracy"] <= se:
+        winner, why = default, (f"the default stays: the best challenger is within one standard error "
+                                f"({100 * se:.2f} points) of it" if best is not default else "the default is best")
+    else:
+        winner, why = best, (f"{best['experiment']} beats the default by "
+                             f"{100 * (best['val_accuracy'] - default['val_accuracy']):.2f} points "
+                             f"(> one standard error, {100 * se:.2f})")
+    final = {k: winner["overrides"].get(k, winner["overrides"].get("+" + k, defaults.get(k))) for k in protocol.knobs}
+    provenance = [{"knob": k, "value": final[k], "chosen_by": winner["experiment"],
+                   "val_accuracy": winner["val_accuracy"],
+                   "tried": sorted({str(r["overrides"].get(k, r["overrides"].get("+" + k, defaults.get(k))))
+                                    for r in rows})}
+                  for k in protocol.knobs]
+    ranking = sorted(rows, key=lambda r: -r["val_accuracy"])
+    return {"model": model, "n_val": n_val, "standard_error": se, "rule": why, "winner": winner["experiment"],
+            "overrides": winner["overrides"], "final": final, "provenance": provenance, "runs": ranking}
+
+
+def dotted(d: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The values of dotted ``keys`` in the nested dict ``d`` (``None`` where absent)."""
+    out = {}
+    for key in keys:
+        node: Any = d
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        out[key] = node
+    return out

@@ -1,0 +1,87 @@
+"""The tuning protocol: the same budget for every model, the selection rule on known answers,
+the provenance of every knob, and the queued experiments it asks DVC for."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli import tune
+from pipeline.analysis import selection
+from pipeline.core.schema import ConfigError, parse
+
+
+def test_the_protocol_gives_every_model_the_same_budget():
+    protocol = tune.load_protocol()
+    assert set(protocol.models) == {"ep", "eqspike", "eqspike_variant", "bp"}
+    assert {len(m.candidates) for m in protocol.models.values()} == {protocol.budget}
+    assert protocol.budget >= 8 and protocol.validation == 10000
+    for m in protocol.models.values():
+        assert m.candidates[0] == {}  # the default first
+
+
+def test_a_protocol_with_unequal_budgets_or_foreign_knobs_is_refused():
+    base = {"validation": 10000, "seed": 0, "budget": 2,
+            "models": {"bp": {"stage": "train_bp", "knobs": ["bp.lr"], "candidates": [{}, {"bp.lr": [0.2, 0.2]}]}}}
+    parse(selection.TuningProtocol, base, "tuning")
+    with pytest.raises(ConfigError, match="tuning.models.bp.candidates: 2 configurations, the protocol gives every model 3"):
+        parse(selection.TuningProtocol, {**base, "budget": 3}, "tuning")
+    bad = {**base, "models": {"bp": {"stage": "train_bp", "knobs": ["bp.lr"], "candidates": [{}, {"bp.epochs": 30}]}}}
+    with pytest.raises(ConfigError, match="bp.epochs is not one of this model's knobs"):
+        parse(selection.TuningProtocol, bad, "tuning")
+    first = {**base, "models": {"bp": {"stage": "train_bp", "knobs": ["bp.lr"], "candidates": [{"bp.lr": [1, 1]}, {}]}}}
+    with pytest.raises(ConfigError, match="the first candidate must be the default"):
+        parse(selection.TuningProtocol, first, "tuning")
+
+
+PROTO = selection.ModelProtocol(stage="train_bp", knobs=["bp.lr", "bp.lr_decay"],
+                                candidates=[{}, {"bp.lr": [0.2, 0.2]}, {"bp.lr_decay": 0.95}])
+DEFAULTS = {"bp.lr": [0.1, 0.1], "bp.lr_decay": 0.9}
+
+
+def results(*accuracies):
+    return {selection.experiment_name("bp", i): {"val_accuracy": a} for i, a in enumerate(accuracies)}
+
+
+@pytest.mark.parametrize("accuracies,winner", [
+    ((0.980, 0.9825, 0.979), "tune-bp-1"),   # beats the default by 0.25 points > 1 SE (0.14)
+    ((0.980, 0.9810, 0.979), "tune-bp-0"),   # within one standard error: the default stays
+    ((0.980, 0.975, 0.979), "tune-bp-0"),    # the default is best
+])
+def test_the_rule_on_known_answers(accuracies, winner):
+    got = selection.select("bp", PROTO, results(*accuracies), 10000, DEFAULTS)
+    assert got["winner"] == winner
+    assert got["standard_error"] == pytest.approx((0.98 * 0.02 / 10000) ** 0.5)
+
+
+def test_every_knob_has_a_provenance_row():
+    got = selection.select("bp", PROTO, results(0.980, 0.9825, 0.979), 10000, DEFAULTS)
+    rows = {r["knob"]: r for r in got["provenance"]}
+    assert rows["bp.lr"]["value"] == [0.2, 0.2] and rows["bp.lr"]["chosen_by"] == "tune-bp-1"
+    assert rows["bp.lr_decay"]["value"] == 0.9  # the winner kept the default's decay
+    assert rows["bp.lr"]["val_accuracy"] == 0.9825 and "[0.1, 0.1]" in rows["bp.lr"]["tried"]
+
+
+def test_a_missing_run_stops_the_selection():
+    with pytest.raises(ValueError, match=r"no validation result for \['tune-bp-2'\]"):
+        selection.select("bp", PROTO, results(0.98, 0.97), 10000, DEFAULTS)
+
+
+def test_queue_commands_are_argument_lists_of_dvc_experiments():
+    protocol = tune.load_protocol()
+    cmds = tune.queue_commands(protocol, "eqspike_variant")
+    assert len(cmds) == protocol.budget
+    first, second = cmds[0], cmds[1]
+    assert first[:6] == ["dvc", "exp", "run", "--queue", "-n", "tune-eqspike_variant-0"]
+    assert "data.validation=10000" in first and "runtime.seeds=[0]" in first and first[-1] == "train_eqspike_variant@0"
+    assert "+variant.lr=[0.32,0.16]" in second
+
+
+def test_every_candidate_composes_to_a_valid_config():
+    """Each candidate's overrides are keys the config has, with values it accepts."""
+    from runner.config import load_config
+
+    protocol = tune.load_protocol()
+    for m in protocol.models.values():
+        for cand in m.candidates[1:]:
+            _, cfg = load_config([tune.override(k, v) for k, v in cand.items()])
+            assert cfg.data.validation == 0  # the protocol's split is added by the queue, not here
