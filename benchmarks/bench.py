@@ -43,7 +43,7 @@ from pipeline.core.backend import get_xp  # noqa: E402
 from pipeline.core.network import copy_params, init_params  # noqa: E402
 from pipeline.data.idx import Dataset, load  # noqa: E402
 from pipeline.models import ep, eqspike
-from pipeline.models.train import fit  # noqa: E402
+from pipeline.models.train import fit, test  # noqa: E402
 from runner.config import REPO, load_config  # noqa: E402
 
 EPOCH = 60_000
@@ -108,18 +108,23 @@ def subset(data: Dataset, n_train: int, n_test: int) -> Dataset:
                    x_test=data.x_test[:n_test], y_test=data.y_test[:n_test])
 
 
-def time_fit(model, model_cfg, data: Dataset, seed: int, dtype: str) -> dict:
-    """One epoch of ``fit`` as the stage runs it (one batch of warm-up first: compilation)."""
+def time_fit(model, model_cfg, data: Dataset, seed: int, dtype: str, ema_decay: float) -> dict:
+    """One epoch of ``fit`` and the test-set evaluation as the stage runs them (one batch of
+    warm-up first: compilation)."""
     xp = model.xp
     sched = replace(model_cfg, epochs=1)
     params = init_params(model_cfg.sizes, seed, xp, dtype)
-    ema = copy_params(params) if sched.ema_decay > 0 else None
+    ema = copy_params(params) if ema_decay > 0 else None
     fit(model, copy_params(params), subset(data, sched.batch_size, 10), sched, seed, progress=False,
-        ema=copy_params(params) if ema is not None else None)
+        ema=copy_params(params) if ema is not None else None, ema_decay=ema_decay)
     model.epoch_extras()
     sync(xp)
-    record = fit(model, params, data, sched, seed, ema=ema, progress=False)[0]
+    record = fit(model, params, data, sched, seed, ema=ema, ema_decay=ema_decay, progress=False)[0]
     sync(xp)
+    t0 = time.perf_counter()
+    test(model, params, ema, data)
+    sync(xp)
+    record["eval_seconds"] = time.perf_counter() - t0
     n = len(data.y_train)
     return {"train_seconds": record["seconds"], "eval_seconds": record["eval_seconds"],
             "seconds_per_epoch": record["seconds"] * EPOCH / n, "examples_per_s": n / record["seconds"],
@@ -131,7 +136,7 @@ def bench_ep(cfg, data, xp, engines) -> dict:
     for engine in engines:
         c = replace(cfg.ep, engine=engine)
         model = ep.EPModel(c, xp, c.eval_batch_size)
-        r = time_fit(model, c, data, cfg.runtime.seed, cfg.runtime.dtype)
+        r = time_fit(model, c, data, cfg.runtime.seed, cfg.runtime.dtype, cfg.train.ema_decay)
         r.pop("record")
         out[engine] = r
     return out
@@ -143,7 +148,7 @@ def bench_eqspike(cfg, data, xp, variants, peak: float, l2: float) -> dict:
     for engine, input_layer in variants:
         c = replace(cfg.eqspike, engine=engine, input_layer=input_layer)
         model = eqspike.EqSpikeModel(c, xp, cfg.runtime.seed, c.eval_batch_size)
-        r = time_fit(model, c, data, cfg.runtime.seed, cfg.runtime.dtype)
+        r = time_fit(model, c, data, cfg.runtime.seed, cfg.runtime.dtype, cfg.train.ema_decay)
         train = events.totals(events.from_json(r["record"]["events"]["train"]), events.PHASES)
         per_layer = events.by_layer(events.from_json(r["record"]["events"]["train"]), events.PHASES, "synaptic_events")
         n = len(data.y_train)
