@@ -55,7 +55,7 @@ def run_for(seconds: float, work, sync) -> int:
 
 def preset(card: str, workload: str, batch: int, inference_j: float, training_j: float, how: str) -> dict:
     """A ``conf/energy/measured`` entry (``pipeline.core.schema.MeasuredGpuCfg``)."""
-    return {"gpu": card, "kind": "measured", "workload": workload, "batch": batch,
+    return {"gpu": card, "kind": "measured", "workload": workload, "batch": batch, "convention": "dynamic",
             "inference_j": {"value": float(inference_j), "source": how},
             "training_j": {"value": float(training_j), "source": how}}
 

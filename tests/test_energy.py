@@ -21,15 +21,18 @@ TINY = {"sizes": [3, 2, 1], "T": 4, "K": 2, "nudged_phases": 2}
 
 def neuro(**values) -> NeuromorphicPresetCfg:
     raw = {"name": "x", "description": "test"}
-    for field in ("synaptic_event_pj", "spike_pj", "neuron_update_pj", "weight_update_pj", "state_access_pj"):
+    for field in ("synaptic_event_pj", "spike_pj", "neuron_update_pj", "weight_update_pj", "state_access_pj",
+                  "static_power_w"):
         raw[field] = {"value": values.get(field, 0.0), "source": "hand"}
+    raw["step_us"] = {"value": values.get("step_us", 1.0), "source": "hand"}
     return parse(NeuromorphicPresetCfg, raw)
 
 
-def gpu(tflops=1.0, watts=100.0, gbs=10.0, launch_us=1.0) -> GpuPresetCfg:
+def gpu(tflops=1.0, watts=100.0, gbs=10.0, launch_us=1.0, idle=20.0) -> GpuPresetCfg:
     return parse(GpuPresetCfg, {"name": "g", "description": "d",
                                 "peak_tflops": {"value": tflops, "source": "hand"},
                                 "board_power_w": {"value": watts, "source": "hand"},
+                                "idle_power_w": {"value": idle, "source": "hand"},
                                 "memory_bandwidth_gbs": {"value": gbs, "source": "hand"},
                                 "kernel_launch_us": {"value": launch_us, "source": "hand"}})
 
@@ -71,6 +74,9 @@ def test_gpu_energy_peak_and_batch_regimes_by_hand():
     assert en.gpu_energy(k, g, 10_000) == pytest.approx(100 * 3 * 20e-6 / 10_000)
     # the fixed cost is per launch, not per MAC: ten times the MACs at batch 1 costs the same
     assert en.gpu_energy([en.Kernels("k", 3, 10_000, 500)], g, 1) == pytest.approx(en.gpu_energy(k, g, 1))
+    # the dynamic convention charges board minus idle (100 - 20 W) over the same time
+    assert en.gpu_energy(k, g, 1, convention="dynamic") == pytest.approx(80 * 3e-6)
+    assert en.gpu_energy(k, g, None, convention="dynamic") == pytest.approx(6000 * 80 / 1e12)
 
 
 def test_neuromorphic_energy_by_hand_with_state_and_off_chip_parts():
@@ -80,24 +86,38 @@ def test_neuromorphic_energy_by_hand_with_state_and_off_chip_parts():
     e = en.neuromorphic_energy(counts, preset, state_values=7, offchip_macs=4, mac_pj=5.0)
     assert e["state_store_restore_j"] == pytest.approx(2 * 7 * 3e-12)
     assert e["off_chip_j"] == pytest.approx(20e-12)
-    assert e["total_j"] == pytest.approx((2000 + 10 + 50 + 500 + 42 + 20) * 1e-12)
+    assert e["total_j"] == e["dynamic_j"] == pytest.approx((2000 + 10 + 50 + 500 + 42 + 20) * 1e-12)
+    # static power over the run time: 2 mW x 30 steps x 5 us = 0.3 uJ, in the total convention only
+    hot = neuro(synaptic_event_pj=2.0, static_power_w=2e-3, step_us=5.0)
+    e = en.neuromorphic_energy(counts, hot, steps=30)
+    assert e["static_j"] == pytest.approx(2e-3 * 30 * 5e-6)
+    assert e["total_j"] - e["dynamic_j"] == pytest.approx(e["static_j"]) and e["dynamic_j"] == pytest.approx(2e-9)
 
 
 def test_variants_input_off_chip_and_free_state():
+    """Hand counts on the 3-2-1 network, T 4, K 2, symmetric nudging (2 phases): the input
+    encoders are 3 neurons updated every step; the rerun counts the free phase twice; the
+    store charges the state; off chip is inference only."""
     per_example = {
         "train": {"free": {"input": {"synaptic_events": 100.0}, "layer1": {"synaptic_events": 10.0}},
                   "nudged": {"input": {"synaptic_events": 200.0, "weight_updates": 200.0},
                              "layer1": {"synaptic_events": 20.0, "weight_updates": 20.0}}},
         "inference": {"inference": {"input": {"synaptic_events": 100.0}, "layer1": {"synaptic_events": 10.0}}}}
-    preset = neuro(synaptic_event_pj=1.0, weight_update_pj=1.0, state_access_pj=1.0)
-    v = en.neuromorphic_variants(per_example, [3, 2, 1], 2, preset, mac_pj=1.0)
-    pj = 1e-12
-    assert v["input on chip, free state store"]["inference"]["total_j"] == pytest.approx(110 * pj)
-    store = (330 + 220 + 2 * en.state_variables([3, 2, 1])) * pj
-    assert v["input on chip, free state store"]["training"]["total_j"] == pytest.approx(store)
-    assert v["input on chip, free state rerun"]["training"]["total_j"] == pytest.approx((330 + 110 + 220) * pj)
-    # off chip: the input layer's events go, W_1 x (6 MACs) and the update (6) are charged per MAC
-    assert v["input off chip, free state store"]["inference"]["total_j"] == pytest.approx((10 + 6) * pj)
+    preset = neuro(synaptic_event_pj=1.0, weight_update_pj=1.0, state_access_pj=1.0, neuron_update_pj=1.0,
+                   static_power_w=1e-6, step_us=1.0)
+    v = en.neuromorphic_variants(per_example, [3, 2, 1], 2, preset, mac_pj=1.0, T=4, K=2)
+    pj, static = 1e-12, 1e-6 * 1e-6  # 1 uW over 1 us: 1 pJ per step
+    on = v["input on chip, free state store"]
+    assert on["inference"]["dynamic_j"] == pytest.approx((110 + 3 * 4) * pj)  # events + 3 encoders x 4 steps
+    assert on["inference"]["static_j"] == pytest.approx(4 * static)
+    store = (330 + 220 + 3 * 8 + 2 * en.state_variables([3, 2, 1])) * pj  # 8 steps = T + 2 K
+    assert on["training"]["dynamic_j"] == pytest.approx(store)
+    rerun = v["input on chip, free state rerun"]["training"]
+    assert rerun["dynamic_j"] == pytest.approx((330 + 110 + 220 + 3 * 12) * pj)  # the free phase twice: 12 steps
+    assert rerun["total_j"] == pytest.approx(rerun["dynamic_j"] + 12 * static)
+    # off chip: the input layer's events go, W_1 x (6 MACs) charged per MAC; no training estimate
+    off = v["input off chip, free state store"]
+    assert off["inference"]["dynamic_j"] == pytest.approx((10 + 6) * pj) and off["training"] is None
     assert en.input_share(per_example)["training"] == pytest.approx(300 / 330)
     assert en.state_variables([3, 2, 1]) == 2 * 3 + 3 * 3
 
@@ -134,6 +154,13 @@ def test_every_preset_composes_with_a_source_for_each_value():
     ("gpu", GpuPresetCfg, lambda d: d["board_power_w"].update(value=0.0), "board_power_w.value: must be > 0"),
     ("gpu", GpuPresetCfg, lambda d: d["peak_tflops"].pop("source"), "peak_tflops.source: missing"),
     ("measured", MeasuredGpuCfg, lambda d: d.update(workload="resnet"), "workload"),
+    # one convention on both sides: a GPU without its idle power, a chip without its static power
+    # (or its step time), a measurement without its convention are refused, by name
+    ("gpu", GpuPresetCfg, lambda d: d.pop("idle_power_w"), "idle_power_w: missing"),
+    ("gpu", GpuPresetCfg, lambda d: d["idle_power_w"].update(value=400.0), "idle_power_w.value: 400 W is not under"),
+    ("neuromorphic", NeuromorphicPresetCfg, lambda d: d.pop("static_power_w"), "static_power_w: missing"),
+    ("neuromorphic", NeuromorphicPresetCfg, lambda d: d.pop("step_us"), "step_us: missing"),
+    ("measured", MeasuredGpuCfg, lambda d: d.pop("convention"), "convention: missing"),
 ])
 def test_bad_preset_is_named(tmp_path, kind, cls, mutate, needle):
     src = {"neuromorphic": "neuromorphic/loihi.yaml", "gpu": "gpu/v100_fp32.yaml",
@@ -203,11 +230,20 @@ def test_stage_end_to_end_on_given_counts(tmp_path, mlflow_store):
     h = m["headline"]
     assert (h["workload"], h["regime"], h["gpu"], h["neuromorphic"]) == ("mlp_bp", "batch 1", "v100_fp32", "loihi")
     assert flat["inference_ratio"] == pytest.approx(h["inference_ratio"])
-    loihi = 5e3 * 23.6e-12 + 50 * 1.7e-12
-    assert h["neuromorphic_inference_j"] == pytest.approx(loihi)
-    # V100 at batch 1: two launch-bound kernels of 5 us at 300 W
+    # Loihi: the events, 784 input encoders x 40 steps of neuron updates, and (total) 0.1 W
+    # static over 40 steps of 10 us
+    loihi_dynamic = 5e3 * 23.6e-12 + 50 * 1.7e-12 + 784 * 40 * 81e-12
+    loihi_total = loihi_dynamic + 0.1 * 40 * 10e-6
+    assert h["neuromorphic_inference_dynamic_j"] == pytest.approx(loihi_dynamic)
+    assert h["neuromorphic_inference_j"] == pytest.approx(loihi_total)
+    # V100 at batch 1: two launch-bound kernels of 5 us at 300 W (total), 300 - 40 W (dynamic)
     assert h["gpu_inference_j"] == pytest.approx(300 * 2 * 5e-6)
-    assert h["inference_ratio"] == pytest.approx(300 * 2 * 5e-6 / loihi)
+    assert h["inference_ratio"] == pytest.approx(300 * 2 * 5e-6 / loihi_total)
+    assert h["inference_ratio_dynamic"] == pytest.approx(260 * 2 * 5e-6 / loihi_dynamic)
+    # the headline is a range: the backprop MLP from batch 1000 to batch 1, both conventions
+    r = m["headline_range"]
+    assert r["regimes"] == ["batch 1", "batch 1000"] and r["inference"]["to"] == pytest.approx(h["inference_ratio"])
+    assert r["inference"]["from"] < r["inference"]["to"] and "inference_dynamic" in r
     assert set(m["assumptions"]) == {"inference", "training"}
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 

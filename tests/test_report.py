@@ -71,7 +71,12 @@ def test_markdown_and_self_contained_html(tmp_path):
 
 def test_energy_and_stdp_rows():
     energy = {"headline": {"inference_ratio": 2000.0, "training_ratio": 50.0, "gpu": "g", "neuromorphic": "n",
-                           "workload": "mlp_bp", "regime": "batch 1"},
+                           "workload": "mlp_bp", "regime": "batch 1", "inference_ratio_dynamic": 1500.0,
+                           "training_ratio_dynamic": 40.0},
+              "headline_range": {"regimes": ["batch 1", "batch 1000"], "workload": "mlp_bp", "gpu": "g",
+                                 "neuromorphic": "n",
+                                 "inference": {"from": 3.0, "to": 2000.0, "paper": 1000.0, "paper_is": "inside"},
+                                 "training": {"from": 1.0, "to": 50.0, "paper": 100.0, "paper_is": "above"}},
               "headline_rule": "the rule",
               "paper": {"inference_ratio": 1000.0, "training_ratio": 100.0},
               "assumptions": {"inference": "holds at batch 1", "training": "holds under none"}}
@@ -80,7 +85,8 @@ def test_energy_and_stdp_rows():
            "tau_plus_ms": iv, "tau_minus_ms": iv}
     stdp = {"models": {"eqspike_variant": {"leak": 0.3, "groups": {"hidden synapses": {"trace": {"net": win}}}}}}
     rows = rp.claims_rows(None, energy, stdp, 0.976, 0.98)
-    assert rows[0][1] == "1,000x" and rows[0][2].startswith("2,000x (mlp_bp on g at batch 1")
+    assert rows[0][1] == "1,000x" and rows[0][2].startswith("total: 3x to 2,000x (the paper's is inside)")
+    assert "(mlp_bp on g from batch 1000 to batch 1 / n)" in rows[0][2] and "1,500x dynamic" in rows[0][3]
     assert rows[0][4] == "holds at batch 1" and rows[1][4] == "holds under none"
     assert rows[2][4] == "STDP-like" and "tau+ 1 [0.5, 1.5] ms" in rows[2][2]
     json.dumps(rows)
@@ -109,6 +115,7 @@ def test_headline_rows_from_known_details():
                          "bp": {"test_accuracy": s, "seconds_per_epoch": s}},
            "gaps": {"ep_minus_eqspike": {"mean": 0.001, "ci_low": -0.001, "ci_high": 0.003}}}
     energy = {"headline": {"variant": "v", "inference_ratio": 40.0, "training_ratio": 20.0},
+              "headline_range": {"inference": {"from": 0.5, "to": 900.0}, "training": {"from": 0.25, "to": 450.0}},
               "pairs": [{"variant": "v", "inference_ratio": r, "training_ratio": r / 2} for r in (0.5, 40.0, 900.0)]
               + [{"variant": "other", "inference_ratio": 1e9, "training_ratio": 1e9}]}
     win = {"net": {"verdict": "STDP-like"}, "nudged+": {"verdict": "no window"}}

@@ -27,14 +27,24 @@ measurement) replaces the model for its workload, batch and task.
 
 Neuromorphic energy (``neuromorphic_energy``; event-based model as in Davies et al. 2018):
 
-    E = N_synaptic_events e_synop + N_spikes e_spike + N_neuron_updates e_neuron
-        + N_weight_updates e_update  [+ free state stored and restored: 2 N_state e_state]
+    E_dynamic = N_synaptic_events e_synop + N_spikes e_spike + N_neuron_updates e_neuron
+                + N_weight_updates e_update  [+ free state stored and restored: 2 N_state e_state]
+    E_total   = E_dynamic + P_static * steps * t_step
 
-Variants: the second nudged phase starts from the free state, stored and restored (``store``:
-2 values per state variable) or reached by running the free phase again (``rerun``: its events
-counted twice); the input layer on chip (its spikes deliver 97 % of the synaptic events) or off
-chip (``input_off_chip``: W_1 x computed once per example, and the input layer's update, on a
-digital host at e_mac per MAC; the chip sees the hidden layer's input current).
+with the input encoders charged as neurons (n_0 updates per step, input on chip).
+
+Two conventions, each on both sides of every ratio (``CONVENTIONS``): total (the GPU's board
+power; the chip's E_total) and dynamic (board minus idle power; the chip's E_dynamic). A GPU
+preset without its idle power, or a chip preset without its static power and step time, is
+refused when the presets are read, before any work.
+
+Variants: the second nudged phase starts from the free state, reached by running the free phase
+again (``rerun``, the default: exact for the deterministic sigma-delta neuron, its events and
+steps counted twice) or stored and restored (``store``: 2 values per state variable, a snapshot
+facility a chip may lack); the input layer on chip (its spikes deliver 97 % of the synaptic
+events) or off chip (W_1 x computed once per example on a digital host at e_mac per MAC; the chip
+sees an analog current the network was never trained with, so this is an inference-only variant:
+no training estimate).
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ WORKLOADS = ("spiking_sim", "rate_ep", "mlp_bp")
 INPUT_MODES = ("input on chip", "input off chip")
 STATE_MODES = ("store", "rerun")
 VARIANTS = tuple(f"{i}, free state {m}" for i in INPUT_MODES for m in STATE_MODES)
+# the two power conventions, each on both sides of every ratio: total (the GPU's board power, the
+# chip's events plus its static power over its run time) and dynamic (board minus idle; events only)
+CONVENTIONS = ("total", "dynamic")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +86,8 @@ class NeuromorphicPresetCfg:
     neuron_update_pj: Sourced = req()  # one neuron's state update in one time step
     weight_update_pj: Sourced = req()  # one spike-triggered synaptic weight change (a write)
     state_access_pj: Sourced = req()  # store or restore one state value (free state, 2nd nudged phase)
+    static_power_w: Sourced = req()  # drawn whatever the activity (leakage, clocks): the total convention
+    step_us: Sourced = req()  # wall time of one network time step: the run time static power is charged over
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +99,7 @@ class GpuPresetCfg:
     description: str = req(min_len=1)
     peak_tflops: Sourced = req()  # at the precision of the preset
     board_power_w: Sourced = req()
+    idle_power_w: Sourced = req()  # drawn with nothing running: board minus idle is the dynamic convention
     memory_bandwidth_gbs: Sourced = req()
     kernel_launch_us: Sourced = req()
 
@@ -91,6 +107,9 @@ class GpuPresetCfg:
         for key in ("peak_tflops", "board_power_w", "memory_bandwidth_gbs", "kernel_launch_us"):
             if getattr(self, key).value <= 0:
                 raise ConfigError(f"{path}.{key}.value: must be > 0")
+        if self.idle_power_w.value >= self.board_power_w.value:
+            raise ConfigError(f"{path}.idle_power_w.value: {self.idle_power_w.value:g} W is not under the board power "
+                              f"({self.board_power_w.value:g} W)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +120,8 @@ class MeasuredGpuCfg:
     kind: str = req(choices=("measured", "published"))
     workload: str = req(choices=WORKLOADS)
     batch: int = req(ge=1)
+    # dynamic: energy above idle (what scripts/measure_gpu_energy.py integrates); total: at the wall
+    convention: str = req(choices=("dynamic", "total"))
     inference_j: Sourced = req()
     training_j: Sourced | None = opt(None)
 
@@ -233,9 +254,18 @@ def launches(kernels: Sequence[Kernels]) -> int:
 # GPU energy
 # --------------------------------------------------------------------------------------------
 
-def gpu_energy(kernels: Sequence[Kernels], preset, batch: int | None, weight_bytes: int = 4) -> float:
-    """Joules per example; ``batch`` None: the peak regime (2 MACs x P / peak_flops)."""
+def gpu_power(preset, convention: str = "total") -> float:
+    """Watts charged while a kernel runs: the board power (total) or board minus idle (dynamic)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention: {convention!r} is not one of {CONVENTIONS}")
     P = preset.board_power_w.value
+    return P if convention == "total" else P - preset.idle_power_w.value
+
+
+def gpu_energy(kernels: Sequence[Kernels], preset, batch: int | None, weight_bytes: int = 4,
+               convention: str = "total") -> float:
+    """Joules per example; ``batch`` None: the peak regime (2 MACs x P / peak_flops)."""
+    P = gpu_power(preset, convention)
     peak = preset.peak_tflops.value * 1e12
     if batch is None:
         return 2.0 * total_macs(kernels) * P / peak
@@ -285,41 +315,53 @@ def state_variables(sizes: Sequence[int]) -> int:
 
 
 def neuromorphic_energy(counts: dict, preset, state_values: int = 0, offchip_macs: int = 0,
-                        mac_pj: float = 0.0) -> dict[str, float]:
-    """Joules per example: total and per part."""
+                        mac_pj: float = 0.0, steps: int = 0) -> dict[str, float]:
+    """Joules per example, per part: ``dynamic_j`` (events, state store, off-chip work) and
+    ``total_j`` (plus the static power over ``steps`` time steps of ``preset.step_us``)."""
     parts = {f"{kind}_j": counts[kind] * getattr(preset, field).value * PJ for kind, field in EVENT_KINDS.items()}
     parts["state_store_restore_j"] = 2.0 * state_values * preset.state_access_pj.value * PJ
     parts["off_chip_j"] = offchip_macs * mac_pj * PJ
-    return {"total_j": sum(parts.values()), **parts}
+    dynamic = sum(parts.values())
+    static = preset.static_power_w.value * steps * preset.step_us.value * 1e-6
+    return {"total_j": dynamic + static, "dynamic_j": dynamic, "static_j": static, "steps": steps, **parts}
 
 
 def neuromorphic_variants(per_example: dict, sizes: Sequence[int], nudged_phases: int, preset,
-                          mac_pj: float) -> dict[str, dict[str, dict]]:
+                          mac_pj: float, T: int = 0, K: int = 0) -> dict[str, dict[str, dict | None]]:
     """``{variant: {task: energy parts}}`` for the four combinations of free state (store | rerun)
-    and input layer (on chip | off chip). Only symmetric nudging restarts from the free state."""
+    and input layer (on chip | off chip). Only symmetric nudging restarts from the free state.
+    On chip, the input encoders are neurons: n_0 updates per time step. Off chip is an
+    inference-only variant (the chip would not run the rule the network was trained with):
+    its training entry is None."""
     train = per_example["train"]
     infer = per_example["inference"]
     second = nudged_phases > 1
-    out = {}
+    out: dict[str, dict[str, dict | None]] = {}
+    train_steps = T + nudged_phases * K
     for input_mode in INPUT_MODES:
-        drop = ("input",) if input_mode == INPUT_MODES[1] else ()
-        n01 = sizes[0] * sizes[1]
+        on_chip = input_mode == INPUT_MODES[0]
+        drop = () if on_chip else ("input",)
         inf_counts = event_totals(infer, ("inference",), drop)
         base = event_totals(train, ("free", "nudged"), drop)
         free = event_totals(train, ("free",), drop)
-        if input_mode == INPUT_MODES[1]:
-            # the input layer's spike-triggered updates go with it: W_1 learns off chip, x^T (ds)
-            inf_extra, train_extra = n01, 2 * n01
-        else:
-            inf_extra = train_extra = 0
+        encoders = sizes[0] if on_chip else 0
+        inf_counts["neuron_updates"] += encoders * T
+        inference = neuromorphic_energy(inf_counts, preset, 0, 0 if on_chip else sizes[0] * sizes[1], mac_pj, T)
         for state_mode in STATE_MODES:
+            name = f"{input_mode}, free state {state_mode}"
+            if not on_chip:
+                out[name] = {"inference": inference, "training": None}
+                continue
             if state_mode == STATE_MODES[1] and second:
                 counts = {k: base[k] + free[k] for k in base}
-                tr = neuromorphic_energy(counts, preset, 0, train_extra, mac_pj)
+                counts["neuron_updates"] += encoders * (train_steps + T)
+                tr = neuromorphic_energy(counts, preset, 0, 0, mac_pj, train_steps + T)
             else:
-                tr = neuromorphic_energy(base, preset, state_variables(sizes) if second else 0, train_extra, mac_pj)
-            out[f"{input_mode}, free state {state_mode}"] = {
-                "inference": neuromorphic_energy(inf_counts, preset, 0, inf_extra, mac_pj), "training": tr}
+                counts = dict(base)
+                counts["neuron_updates"] += encoders * train_steps
+                tr = neuromorphic_energy(counts, preset, state_variables(sizes) if second else 0, 0, mac_pj,
+                                         train_steps)
+            out[name] = {"inference": inference, "training": tr}
     return out
 
 
@@ -353,29 +395,36 @@ def compare(counts: dict, rate: dict, mlp: dict, neuro: dict, gpus: dict, measur
     spiking = {k: counts[k] for k in ("sizes", "T", "K", "nudged_phases")}
     work = workloads(spiking, rate, mlp["sizes"])
     per_example = counts["per_example"]
-    neuro_e = {name: neuromorphic_variants(per_example, spiking["sizes"], spiking["nudged_phases"], p, mac_pj)
+    neuro_e = {name: neuromorphic_variants(per_example, spiking["sizes"], spiking["nudged_phases"], p, mac_pj,
+                                           spiking["T"], spiking["K"])
                for name, p in neuro.items()}
     gpu_rows = []
     for wname, tasks in work.items():
         for gname, preset in gpus.items():
             for batch in (None, *batches):
                 gpu_rows.append({"workload": wname, "regime": regime_name(batch), "gpu": gname, "kind": "model",
-                                 **{f"{t}_j": gpu_energy(tasks[t], preset, batch) for t in TASKS}})
+                                 **{f"{t}{suffix(c)}_j": gpu_energy(tasks[t], preset, batch, convention=c)
+                                    for t in TASKS for c in CONVENTIONS}})
         for mname, m in measured.items():
             if m["workload"] == wname:
+                c = m["convention"]
                 gpu_rows.append({"workload": wname, "regime": "measured", "gpu": m["gpu"], "kind": m["kind"],
-                                 "inference_j": m["inference_j"], "training_j": m.get("training_j"),
+                                 f"inference{suffix(c)}_j": m["inference_j"], f"training{suffix(c)}_j": m.get("training_j"),
                                  "batch": m["batch"], "entry": mname})
     pairs = []
     for row in gpu_rows:
         for nname, variants in neuro_e.items():
             for vname, ve in variants.items():
-                pairs.append({**{k: row[k] for k in ("workload", "regime", "gpu", "kind")}, "neuromorphic": nname,
-                              "variant": vname,
-                              **{f"{t}_ratio": (ratio(row[f"{t}_j"], ve[t]["total_j"]) if row.get(f"{t}_j") is not None
-                                                else None) for t in TASKS},
-                              **{f"gpu_{t}_j": row.get(f"{t}_j") for t in TASKS},
-                              **{f"neuromorphic_{t}_j": ve[t]["total_j"] for t in TASKS}})
+                pair = {**{k: row[k] for k in ("workload", "regime", "gpu", "kind")}, "neuromorphic": nname,
+                        "variant": vname}
+                for t in TASKS:
+                    for c in CONVENTIONS:
+                        g = row.get(f"{t}{suffix(c)}_j")
+                        n = None if ve[t] is None else ve[t][f"{c}_j"]
+                        pair[f"{t}_ratio{suffix(c)}"] = ratio(g, n) if g is not None and n is not None else None
+                        pair[f"gpu_{t}{suffix(c)}_j"] = g
+                        pair[f"neuromorphic_{t}{suffix(c)}_j"] = n
+                pairs.append(pair)
     head = next((p for p in pairs if p["workload"] == headline["workload"] and p["regime"] == headline["regime"]
                  and p["gpu"] == headline["gpu"] and p["neuromorphic"] == headline["neuromorphic"]
                  and p["variant"] == variant), None)
@@ -391,9 +440,35 @@ def compare(counts: dict, rate: dict, mlp: dict, neuro: dict, gpus: dict, measur
         "pairs": pairs,
         "variant": variant,
         "headline": head,
+        "headline_range": headline_range(pairs, headline, variant, batches, paper),
         "paper": paper,
         "assumptions": assumptions(pairs, paper, variant),
     }
+
+
+def suffix(convention: str) -> str:
+    """The key suffix of a convention: none for total, ``_dynamic``."""
+    return "" if convention == "total" else f"_{convention}"
+
+
+def headline_range(pairs: Sequence[dict], headline: dict, variant: str, batches: Sequence[int], paper: dict) -> dict:
+    """The headline as a range: the headline's workload, GPU and chip from batched to batch 1
+    (every batch of ``energy.batches``), in both conventions, and where the paper's ratio falls."""
+    regimes = [regime_name(b) for b in batches]
+    rows = [p for p in pairs if p["workload"] == headline["workload"] and p["gpu"] == headline["gpu"]
+            and p["neuromorphic"] == headline["neuromorphic"] and p["variant"] == variant and p["regime"] in regimes]
+    out: dict = {"regimes": regimes, "workload": headline["workload"], "gpu": headline["gpu"],
+                 "neuromorphic": headline["neuromorphic"], "variant": variant}
+    for t in TASKS:
+        for c in CONVENTIONS:
+            vals = [p[f"{t}_ratio{suffix(c)}"] for p in rows if p[f"{t}_ratio{suffix(c)}"] is not None]
+            if not vals:
+                continue
+            lo, hi = min(vals), max(vals)
+            target = paper[f"{t}_ratio"]
+            where = "inside" if lo <= target <= hi else ("above" if target > hi else "below")
+            out[f"{t}{suffix(c)}"] = {"from": lo, "to": hi, "paper": target, "paper_is": where}
+    return out
 
 
 def assumptions(pairs: Sequence[dict], paper: dict, variant: str) -> dict[str, str]:
@@ -403,6 +478,9 @@ def assumptions(pairs: Sequence[dict], paper: dict, variant: str) -> dict[str, s
     for task in TASKS:
         target = paper[f"{task}_ratio"]
         rows = [p for p in pairs if p["variant"] == variant and p[f"{task}_ratio"] is not None]
+        if not rows:
+            out[task] = f"No {task} estimate with variant {variant} (an inference-only variant)."
+            continue
         hold = [p for p in rows if p[f"{task}_ratio"] >= target]
         best = max(rows, key=lambda p: p[f"{task}_ratio"])
         regimes = sorted({p["regime"] for p in rows})
@@ -435,16 +513,22 @@ def flat_metrics(comparison: dict) -> dict[str, float]:
     preset as one flat mapping."""
     h = comparison["headline"]
     out = {"inference_ratio": h["inference_ratio"], "training_ratio": h["training_ratio"],
+           "inference_ratio_dynamic": h["inference_ratio_dynamic"], "training_ratio_dynamic": h["training_ratio_dynamic"],
            "neuromorphic_inference_uj": h["neuromorphic_inference_j"] * 1e6,
            "neuromorphic_training_uj": h["neuromorphic_training_j"] * 1e6,
            "gpu_inference_uj": h["gpu_inference_j"] * 1e6, "gpu_training_uj": h["gpu_training_j"] * 1e6,
            "input_share_of_synaptic_events": comparison["input_share"]["training"]}
+    for key, r in comparison["headline_range"].items():
+        if isinstance(r, dict):
+            out[f"range.{key}.from"], out[f"range.{key}.to"] = r["from"], r["to"]
     for p in comparison["pairs"]:
         if p["neuromorphic"] == h["neuromorphic"] and p["gpu"] == h["gpu"] and p["variant"] == comparison["variant"]:
             key = f"{p['workload']}.{p['regime'].replace(' ', '')}"
             for t in TASKS:
-                if p[f"{t}_ratio"] is not None and math.isfinite(p[f"{t}_ratio"]):
-                    out[f"{key}.{t}_ratio"] = p[f"{t}_ratio"]
+                for c in CONVENTIONS:
+                    r = p[f"{t}_ratio{suffix(c)}"]
+                    if r is not None and math.isfinite(r):
+                        out[f"{key}.{t}_ratio{suffix(c)}"] = r
     return out
 
 
@@ -476,7 +560,7 @@ def energy_chart(comparison: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xticks(np.arange(len(labels)), [f"{w}\n{r}\n{g}" for w, r, g in labels], rotation=60, ha="right",
                       fontsize=7)
-        ax.set_ylabel(f"GPU energy / neuromorphic energy, {task}")
+        ax.set_ylabel(f"GPU energy / neuromorphic energy, {task} (total on both sides)")
         ax.set_title(f"{task} ({variant})", fontsize=10)
         ax.grid(alpha=0.3, axis="y", which="both")
         ax.legend(fontsize=7)

@@ -16,7 +16,9 @@ from pipeline.core.io import atomic_write, write_json
 from pipeline.core.schema import ConfigError, parse
 
 TABLE_FIELDS = ["workload", "regime", "gpu", "kind", "neuromorphic", "variant", "inference_ratio", "training_ratio",
-                "gpu_inference_j", "neuromorphic_inference_j", "gpu_training_j", "neuromorphic_training_j"]
+                "inference_ratio_dynamic", "training_ratio_dynamic", "gpu_inference_j", "neuromorphic_inference_j",
+                "gpu_training_j", "neuromorphic_training_j", "gpu_inference_dynamic_j", "neuromorphic_inference_dynamic_j",
+                "gpu_training_dynamic_j", "neuromorphic_training_dynamic_j"]
 
 
 def load_presets(directory: Path, kind: str, cls, required: bool = True) -> dict:
@@ -41,7 +43,7 @@ def sources(preset) -> dict[str, str]:
 
 
 def measured_entry(m: MeasuredGpuCfg) -> dict:
-    return {"gpu": m.gpu, "kind": m.kind, "workload": m.workload, "batch": m.batch,
+    return {"gpu": m.gpu, "kind": m.kind, "workload": m.workload, "batch": m.batch, "convention": m.convention,
             "inference_j": m.inference_j.value, "training_j": m.training_j.value if m.training_j else None}
 
 

@@ -6,8 +6,10 @@ the same three columns, so it fits a terminal): the value and, where there is on
                                        raw weights except c1_eqspike_averaged (the shared average)
     c2_gap_ep_minus_eqspike            rate EP minus EqSpike, raw weights (points), 95 % interval
                                        paired by seed and test example
-    c4_inference_ratio, c4_training_ratio   the headline GPU / chip energy ratio (energy.headline);
-                                       from / to: the range over every GPU workload, regime and chip
+    c4_inference_ratio, c4_training_ratio   the headline GPU / chip energy ratio (energy.headline,
+                                       total convention on both sides); from / to: the range over the
+                                       defensible GPU baselines (the headline workload from batched
+                                       to batch 1, energy.batches)
     c5_stdp_like_windows               STDP-like windows in the trained networks (of ``to``)
     c5_positive_control                1 when the positive control shows its STDP window
     epoch_seconds_{eqspike,rate_ep,backprop}   seconds per training epoch, mean and 95 % interval
@@ -51,11 +53,10 @@ def headline(aggregate: dict, energy: dict, stdp: dict) -> dict[str, dict]:
         "epoch_seconds_rate_ep": _summary(sm["ep"]["seconds_per_epoch"]),
         "epoch_seconds_backprop": _summary(sm["bp"]["seconds_per_epoch"]),
     }
-    head = energy["headline"]
-    pairs = [p for p in energy["pairs"] if p["variant"] == head["variant"]]
+    head, rng = energy["headline"], energy.get("headline_range", {})
     for part in ("inference", "training"):
-        ratios = [p[f"{part}_ratio"] for p in pairs if p.get(f"{part}_ratio") is not None]
-        out[f"c4_{part}_ratio"] = _row(head[f"{part}_ratio"], min(ratios, default=None), max(ratios, default=None))
+        r = rng.get(part)
+        out[f"c4_{part}_ratio"] = _row(head[f"{part}_ratio"], r and r["from"], r and r["to"])
     verdicts = [term[main]["verdict"] for m in stdp["models"].values() for g in m["groups"].values()
                 for name, term in g.items() if name != "trace_by_post_rate"
                 for main in (("net",) if "net" in term else tuple(term)[:1])]

@@ -118,12 +118,19 @@ def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
                 rows.append([f"{label} (margin +-{100 * m['similar']:.1f} points)", "gap about 0.4 points",
                              f"gap rate EP - EqSpike {gap_text(agg['gaps'][name])}", "", v[verdict]])
     if energy:
-        h, claims = energy["headline"], energy["assumptions"]
+        h, claims, rng = energy["headline"], energy["assumptions"], energy.get("headline_range", {})
         for task in ("inference", "training"):
-            rows.append([f"C4 energy, {task} (neuromorphic vs GPU)", times(energy["paper"][f"{task}_ratio"]),
-                         f"{times(h[f'{task}_ratio'])} ({h['workload']} on {h['gpu']} at {h['regime']} / "
-                         f"{h['neuromorphic']})", "headline rule: " + energy.get("headline_rule", ""),
-                         claims[task]])
+            spans = []
+            for key, label in ((task, "total"), (f"{task}_dynamic", "dynamic")):
+                if key in rng:
+                    r = rng[key]
+                    spans.append(f"{label}: {times(r['from'])} to {times(r['to'])} (the paper's is {r['paper_is']})")
+            where = (f"{rng.get('workload')} on {rng.get('gpu')} from {' to '.join(reversed(rng.get('regimes', [])))} / "
+                     f"{rng.get('neuromorphic')}")
+            rows.append([f"C4 energy, {task} (neuromorphic vs GPU), a range over the defensible GPU baselines",
+                         times(energy["paper"][f"{task}_ratio"]), f"{'; '.join(spans)} ({where})",
+                         f"point at {h['regime']}: {times(h[f'{task}_ratio'])} total, "
+                         f"{times(h[f'{task}_ratio_dynamic'])} dynamic", claims[task]])
     if agg and "eqspike_variant" in agg["summaries"]:
         lk, v = agg["summaries"]["eqspike_variant"], agg["verdicts"]
         rows.append(["C1, the EqSpike variant (raw weights)", pct(paper_eqspike, 1),
@@ -245,7 +252,8 @@ def energy_rows(energy: dict) -> list[list[str]]:
         for n in neuros:
             p = next((p for p in energy["pairs"] if (p["workload"], p["regime"], p["gpu"]) == k
                       and p["neuromorphic"] == n and p["variant"] == energy["variant"]), None)
-            cells.append("n/a" if p is None else f"{times(p['inference_ratio'])} / {times(p['training_ratio'])}")
+            cells.append("n/a" if p is None else f"{times(p['inference_ratio'])} / {times(p['training_ratio'])} "
+                         f"(dynamic {times(p['inference_ratio_dynamic'])} / {times(p['training_ratio_dynamic'])})")
         rows.append([*k, *cells])
     return rows
 
@@ -520,11 +528,13 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
               "with its operation count derived from the config that was run: the same spiking network "
               "simulated step by step (spiking_sim, what the paper most plausibly compared), rate-based EP as "
               "this project runs it (rate_ep: input product once per example) and a backprop MLP of the same "
-              "size (mlp_bp, trained by the train_bp stage). GPU energy: board power over the time of each "
+              "size (mlp_bp, trained by the train_bp stage). GPU energy: power over the time of each "
               "kernel launch, t = max(launch latency, FLOPs / peak, weight bytes / bandwidth), per example; "
-              "peak = the spec-division energy per FLOP (a lower bound); batch 1 = launch-bound (board power "
-              "charged: an upper bound); measured = a measurement (marked published when it is someone else's, "
-              "of another network). Neuromorphic variant of the table: "
+              "peak = the spec-division energy per FLOP; batch 1 = launch-bound; measured = a measurement "
+              "(marked published when it is someone else's, of another network). One convention on both sides "
+              "of every ratio: total (the GPU's board power; the chip's events plus its static power over its "
+              "run time, time steps x step time) and dynamic (board minus idle power; the chip's events only); "
+              "the input encoders are charged as neurons. Neuromorphic variant of the table: "
               f"{energy['variant']}. Input-layer events are {100 * energy['input_share']['training']:.1f} % of "
               "the synaptic events of training."),
         ("img", fig["energy"], "GPU / neuromorphic energy ratio per workload and regime"),
@@ -536,8 +546,10 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
           for w, t in energy["workloads"].items()]),
         ("table", ["GPU workload", "regime", "GPU", *[f"{n} inf. / train." for n in sorted(energy["neuromorphic"])]],
          energy_rows(energy)),
-        ("table", ["neuromorphic preset", "variant", "inference (uJ)", "training (uJ)"],
-         [[n, v, f"{e['inference']['total_j'] * 1e6:.3g}", f"{e['training']['total_j'] * 1e6:.3g}"]
+        ("table", ["neuromorphic preset", "variant", "inference, total (uJ)", "... dynamic", "training, total (uJ)",
+                   "... dynamic"],
+         [[n, v, *[("inference-only variant" if e[t] is None else f"{e[t][f'{c}_j'] * 1e6:.3g}")
+                   for t in ("inference", "training") for c in ("total", "dynamic")]]
           for n, vs in sorted(energy["neuromorphic"].items()) for v, e in vs.items()]),
         ("p", "Headline rule (energy.headline.rule): " + energy.get("headline_rule", "")),
         ("p", energy["assumptions"]["inference"]),
