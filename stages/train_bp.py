@@ -24,7 +24,8 @@ def worker(cfg: Config, run: Run) -> None:
     # the learning curve's line: rate EP's published 98 %, what a 784-512-10 MLP also reaches
     train_and_write(model, cfg.bp, load(cfg.data, REPO), cfg.runtime.seed, cfg.runtime.dtype, run,
                     f"backprop MLP {cfg.bp.sizes}", cfg.report.paper_rate_accuracy, cfg.runtime.progress,
-                    seed_paths(cfg.bp.out, cfg.runtime.seed), cfg.train.ema_decay)
+                    seed_paths(cfg.bp.out, cfg.runtime.seed), cfg.train.ema_decay,
+                    snapshot_epochs=cfg.train.snapshot_epochs)
 
 
 main = stage_main("train_bp", worker)

@@ -26,7 +26,8 @@ def worker(cfg: Config, run: Run) -> None:
     model = EPModel(cfg.ep, get_xp(cfg.runtime.device), cfg.ep.eval_batch_size)
     train_and_write(model, cfg.ep, load(cfg.data, REPO), cfg.runtime.seed, cfg.runtime.dtype, run,
                     f"rate-based EP {cfg.ep.sizes}", cfg.report.paper_rate_accuracy, cfg.runtime.progress,
-                    seed_paths(cfg.ep.out, cfg.runtime.seed), cfg.train.ema_decay)
+                    seed_paths(cfg.ep.out, cfg.runtime.seed), cfg.train.ema_decay,
+                    snapshot_epochs=cfg.train.snapshot_epochs)
 
 
 main = stage_main("train_ep", worker)

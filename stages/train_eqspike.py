@@ -26,7 +26,7 @@ from runner.tracking import Run
 def worker(cfg: Config, run: Run) -> None:
     training.train(cfg.eqspike, load(cfg.data, REPO), cfg.runtime, get_xp(cfg.runtime.device), run,
                    seed_paths(cfg.eqspike.out, cfg.runtime.seed), cfg.report.paper_eqspike_accuracy,
-                   cfg.train.ema_decay)
+                   cfg.train)
 
 
 main = stage_main("train_eqspike", worker)

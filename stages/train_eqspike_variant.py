@@ -23,7 +23,7 @@ from runner.tracking import Run
 def worker(cfg: Config, run: Run) -> None:
     training.train(cfg.variant, load(cfg.data, REPO), cfg.runtime, get_xp(cfg.runtime.device), run,
                    seed_paths(cfg.variant.out, cfg.runtime.seed), cfg.report.paper_eqspike_accuracy,
-                   cfg.train.ema_decay)
+                   cfg.train)
 
 
 main = stage_main("train_eqspike_variant", worker)

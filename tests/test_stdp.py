@@ -182,3 +182,37 @@ def test_stage_without_weights_names_them(tmp_path, mlflow_store, capsys):
 
     assert main([f"eqspike.out.models={tmp_path / 'none'}"]) == 1
     assert "seed0.npz is missing" in capsys.readouterr().err
+
+
+def periodic_recording(period: int = 9, lag: int = 2, n_examples: int = 6, history: int = 120, phase_steps: int = 60):
+    """Pre and post trains of one period in every example (sigma-delta trains at a constant rate
+    are periodic), each example at its own phase, post lagging pre by ``lag`` steps; the post
+    state changes (the rule's factor, read at the presynaptic spike) only at pre spikes that a post
+    spike follows by ``lag``: a real window at +lag."""
+    pre = np.zeros((history, n_examples, 1))
+    post = np.zeros_like(pre)
+    for b in range(n_examples):
+        offset = (2 * b + 1) % period
+        pre[offset::period, b, 0] = 1.0
+        post[offset + lag::period, b, 0] = 1.0
+    first = history - phase_steps
+    ds_post = np.zeros((phase_steps, n_examples, 1))
+    ds_post[:] = 0.1 * pre[first:] * np.roll(post, -lag, axis=0)[first:]  # pre spikes followed at +lag
+    return stdp.Recording(pre=pre, post=post, ds_pre=None, ds_post=ds_post, scale=1.0, alpha=0.1,
+                          examples=np.arange(n_examples))
+
+
+def test_the_half_history_shift_cancels_a_real_window_on_periodic_trains_and_other_example_does_not():
+    """A train of period 9 shifted by 60 steps (half of 120; 60 = 6 * 9 + 6 is not a multiple) keeps a
+    window; shifted by a multiple of its period it equals itself, and real minus control is zero
+    whatever the timing. The other-example control pairs trains of other phases: the window stays."""
+    W = 5
+    rec = periodic_recording(period=10, lag=2, history=120)  # 120 / 2 = 60 = 6 periods: the shift is a multiple
+    real, n_real = stdp.pair_sums(rec, "spike", W)
+    at = W + 2  # the bin dt = +2
+    assert real[:, at].sum() > 0
+    shifted, _ = stdp.pair_sums(rec, "spike", W, control="shift")
+    np.testing.assert_allclose(shifted, real)  # the control equals the real window: it cancels it
+    other, _ = stdp.pair_sums(rec, "spike", W, control="other_example")
+    assert (real[:, at] - other[:, at]).sum() > 0.5 * real[:, at].sum()  # the window survives
+    assert stdp.DEFAULT_CONTROL == "other_example"

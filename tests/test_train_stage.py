@@ -91,3 +91,24 @@ def test_divergence_stops_with_a_failed_run(tmp_path, mnist_like_dir, mlflow_sto
     (run,) = mlflow.search_runs(experiment_names=["eqspike"], output_format="list")
     assert run.info.status == "FAILED"
     assert not (tmp_path / "out" / "runs" / "seed0" / "metrics.json").exists()
+
+
+def test_snapshots_of_the_raw_weights_survive_a_resume(tmp_path, mnist_like_dir, mlflow_store):
+    """train.snapshot_epochs [1, 3]: the raw weights after epochs 1 and 3 are outputs of the run,
+    equal to those of a 1-epoch and a 3-epoch run, also when the run was resumed after DVC removed
+    its outputs (the snapshots wait beside the checkpoint)."""
+    import shutil
+
+    one, full = tmp_path / "one", tmp_path / "full"
+    assert main(tiny(one, mnist_like_dir, 1)) == 0
+    assert main(tiny(full, mnist_like_dir, 1)) == 0
+    shutil.rmtree(full / "out")  # what DVC does before it reruns a stage
+    assert main(tiny(full, mnist_like_dir, 3)) == 0
+    snaps = full / "out" / "runs" / "seed0" / "snapshots"
+    assert sorted(p.name for p in snaps.glob("*.npz")) == ["epoch1.npz", "epoch3.npz"]
+    a, _ = load_weights(snaps / "epoch1.npz")
+    b, _ = load_weights(one / "out" / "models" / "seed0.npz")
+    c, _ = load_weights(snaps / "epoch3.npz")
+    d, _ = load_weights(full / "out" / "models" / "seed0.npz")
+    for x, y in zip(a.W + c.W, b.W + d.W):
+        np.testing.assert_array_equal(x, y)

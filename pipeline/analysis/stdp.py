@@ -15,9 +15,11 @@ and, for a hidden synapse, the rule the network applies adds the post -> pre ter
 the trigger's own nudged phase), not only the nearest one.
 
 Per-bin mean and its control. For each bin dt, the mean of the trigger's dw over all pairs at
-that dt; the shuffle control computes the same with the partner spikes circularly shifted in time
-by half the recorded history (same neuron, example and rate: timing destroyed; ``shift``, the
-default) or taken from another example (b + 1 of the same batch; ``other_example``: this one
+that dt; the shuffle control computes the same with the partner spikes taken from another example
+(b + 1 of the same batch; ``other_example``, the default) or circularly shifted in time by half the
+recorded history (``shift``: same neuron, example and rate; but sigma-delta trains at a constant
+rate are periodic, and a shift by a multiple of a period returns the same train, which cancels a
+real window; ``other_example``: this one
 also changes the partner's rate, and a dw that depends on the neuron's own rate then shows as a
 flat offset); the window is the difference. The +beta and -beta phases are windows of their
 own (no sign flip); their difference is the ``net`` window (what learning keeps). Intervals:
@@ -175,6 +177,10 @@ def _shift(a: np.ndarray, d: int, length: int, start: int) -> np.ndarray:
 
 
 CONTROLS = ("shift", "other_example")
+# sigma-delta trains at a constant rate are periodic: a circular shift by a multiple of a firing
+# period returns the same train, and real minus control is zero whatever the timing
+# (tests/test_stdp.py). Partners from another example cannot cancel a window that way.
+DEFAULT_CONTROL = "other_example"
 
 
 def pair_sums(rec: Recording, term: str, max_dt: int, control: str | None = None) -> tuple[np.ndarray, np.ndarray]:

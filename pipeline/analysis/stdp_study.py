@@ -115,7 +115,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
     controls use the first model's neuron and phases."""
     n = min(sc.n_examples, len(data.y_train))
     W = sc.max_dt_steps
-    detail = {"step_ms": sc.step_ms, "n_examples": n, "max_dt_steps": W, "bootstrap": sc.bootstrap,
+    detail = {"step_ms": sc.step_ms, "n_examples": n, "max_dt_steps": W, "bootstrap": sc.bootstrap, "control": sc.control,
               "bi_poo": {"tau_plus_ms": stdp.BI_POO_TAU_PLUS_MS, "tau_minus_ms": stdp.BI_POO_TAU_MINUS_MS},
               "models": {}, "controls": {}, "pairing": {}}
     flat: dict[str, float] = {}

@@ -85,3 +85,8 @@ class SeedPaths:
     # the test set's per-example predictions (raw weights, and the average beside them): what
     # intervals over test examples and paired gaps between models read
     predictions = property(lambda self: self.dir / "predictions.npz")
+    # the raw weights after chosen epochs (train.snapshot_epochs): learning seen along the way
+    snapshots = property(lambda self: self.dir / "snapshots")
+
+    def snapshot(self, epoch: int) -> Path:
+        return self.snapshots / f"epoch{epoch}.npz"

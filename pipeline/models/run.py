@@ -16,7 +16,7 @@ import csv
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
@@ -142,9 +142,16 @@ def merge_last(history: list[dict], figures: dict) -> None:
         last[k] = {**last[k], **v} if isinstance(v, dict) and isinstance(last.get(k), dict) else v
 
 
+def snapshot_path(ckpt: Path, epoch: int) -> Path:
+    """Where the raw weights after ``epoch`` wait beside the checkpoint (outside DVC's outputs, which
+    DVC removes before it reruns a stage, so a resumed run still has the earlier epochs')."""
+    return ckpt.parent / "snapshots" / f"{ckpt.stem}.epoch{epoch}.npz"
+
+
 def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run: Tracker, title: str,
                     reference: float | None, progress: bool, out: SeedPaths, ema_decay: float = 0.0,
-                    after: Callable[[Params, list[dict]], dict] | None = None) -> tuple[Params, list[dict]]:
+                    after: Callable[[Params, list[dict]], dict] | None = None,
+                    snapshot_epochs: Sequence[int] = ()) -> tuple[Params, list[dict]]:
     """Resume or start, train to ``model_cfg.epochs``, read the test set once, write weights (raw
     and, with ``ema_decay`` > 0, the average beside them), metrics, curves, predictions.
 
@@ -184,6 +191,9 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
     def on_epoch_end(epoch: int, record: dict) -> None:
         history.append(record)
         # the checkpoint first: a tracking hiccup after it never loses the epoch
+        if epoch + 1 in snapshot_epochs:
+            atomic_write(snapshot_path(ckpt, epoch + 1),
+                         lambda p: save_weights(p, params, epoch=epoch + 1, run_key=key, contents="raw weights"))
         atomic_write(ckpt, lambda p: save_weights(p, params, ema, epoch=epoch + 1, run_key=key,
                                                   history=json.dumps(history)))
         run.metrics(numeric(record), step=record["epoch"])
@@ -222,6 +232,13 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
     atomic_write(out.weights, lambda p: save_weights(p, params, ema, epoch=len(history), run_key=key,
                                                      ema_decay=ema_decay, contents=WEIGHTS_CONTENTS))
     atomic_write(out.predictions, lambda p: save_predictions(p, predictions, data.y_test))
+    out.snapshots.mkdir(parents=True, exist_ok=True)
+    for e in sorted(e for e in snapshot_epochs if e <= len(history)):
+        src = snapshot_path(ckpt, e)
+        if not src.is_file():  # a checkpoint from before snapshots were kept
+            print(f"warning: no snapshot of epoch {e} beside {ckpt}", file=sys.stderr)
+            continue
+        atomic_write(out.snapshot(e), lambda p, src=src: p.write_bytes(src.read_bytes()))
     write_json(out.metrics, metrics)
     write_csv(out.curve_csv, history)
     atomic_write(out.curve_png, lambda p: learning_curves(history, p, f"{title}, seed {seed}", reference))

@@ -99,6 +99,9 @@ class TrainCfg(Checked):
     # exponential moving average of the weights, factor per update (0: none); evaluated and
     # saved beside the raw weights, never in their place
     ema_decay: float = req(ge=0, lt=1)
+    # keep the raw weights after these epochs (<runs>/seed<n>/snapshots/epoch<e>.npz): the
+    # analyses can look at learning along the way, not only at its end
+    snapshot_epochs: list[int] = req(ge=1)
 
 
 def epoch_plan(seed: int, epoch: int, n: int, batch_size: int, random_sign: bool):

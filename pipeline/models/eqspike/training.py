@@ -59,10 +59,10 @@ def title(cfg: EqSpikeConfig) -> str:
 
 
 def train(cfg: EqSpikeConfig, data, runtime, xp, tracker: Tracker, paths: SeedPaths,
-          reference: float | None, ema_decay: float = 0.0) -> None:
+          reference: float | None, shared=None) -> None:
     """Train ``cfg`` (``eqspike``, or the variant's) for ``runtime.seed`` (``runtime``: seed,
     dtype, progress) on ``xp``'s device; ``reference`` is the line drawn on the learning curve;
-    ``ema_decay``: the shared weight average (``train.ema_decay``)."""
+    ``shared``: the ``train`` config (the weight average, the snapshot epochs; None: neither)."""
     seed = runtime.seed
     model = EqSpikeModel(cfg, xp, seed, cfg.eval_batch_size)
 
@@ -73,4 +73,5 @@ def train(cfg: EqSpikeConfig, data, runtime, xp, tracker: Tracker, paths: SeedPa
         return figures
 
     train_and_write(model, cfg, data, seed, runtime.dtype, tracker, title(cfg), reference, runtime.progress, paths,
-                    ema_decay=ema_decay, after=after)
+                    ema_decay=shared.ema_decay if shared else 0.0, after=after,
+                    snapshot_epochs=shared.snapshot_epochs if shared else ())
