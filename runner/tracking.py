@@ -286,7 +286,7 @@ def experiment_results(experiment: str, names: list[str], stage: str) -> dict[st
                                                 "and attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"], max_results=1)
         if runs:
-            out[name] = {**runs[0].data.metrics, "run_id": runs[0].info.run_id}
+            out[name] = {**runs[0].data.metrics, "run_id": runs[0].info.run_id, "params": dict(runs[0].data.params)}
     return out
 
 

@@ -59,6 +59,9 @@ def test_every_knob_has_a_provenance_row():
     assert rows["bp.lr"]["value"] == [0.2, 0.2] and rows["bp.lr"]["chosen_by"] == "tune-bp-1"
     assert rows["bp.lr_decay"]["value"] == 0.9  # the winner kept the default's decay
     assert rows["bp.lr"]["val_accuracy"] == 0.9825 and "[0.1, 0.1]" in rows["bp.lr"]["tried"]
+    assert not rows["bp.lr"]["at_edge"]  # two values tried: no edge to speak of
+    assert selection.at_edge([0.4, 0.4], [[0.1, 0.1], [0.2, 0.2], [0.4, 0.4]])
+    assert not selection.at_edge(0.2, [0.1, 0.2, 0.4])
 
 
 def test_a_missing_run_stops_the_selection():

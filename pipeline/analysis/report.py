@@ -366,7 +366,8 @@ def provenance_blocks(tuning: dict, models: Sequence[str]) -> list[tuple]:
                        [[r["experiment"], ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "(default)",
                          pct(r["val_accuracy"]), pct(r.get("val_accuracy_averaged"))] for r in t["runs"]]))
         blocks.append(("table", ["knob", "value", "chosen by", "its validation accuracy", "values tried"],
-                       [[r["knob"], str(r["value"]), r["chosen_by"], pct(r["val_accuracy"]), ", ".join(r["tried"])]
+                       [[r["knob"], str(r["value"]) + (" (at the edge of the values tried)" if r.get("at_edge") else ""),
+                         r["chosen_by"], pct(r["val_accuracy"]), ", ".join(r["tried"])]
                         for r in t["provenance"]]))
     return blocks
 

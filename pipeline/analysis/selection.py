@@ -76,8 +76,10 @@ def standard_error(accuracy: float, n: int) -> float:
 
 def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[str, float]], n_val: int,
            defaults: Mapping[str, Any]) -> dict:
-    """Apply the rule to ``results`` (experiment name -> ``{"val_accuracy": ...}``, raw weights)
-    for every candidate of ``model``; ``defaults``: the dotted knobs' default values.
+    """Apply the rule to ``results`` (experiment name -> ``{"val_accuracy": ...}``, raw weights,
+    and ``params``: the run's own flattened config, as logged, when there) for every candidate of
+    ``model``; ``defaults``: the dotted knobs' default values, used where a run's own are missing
+    (the runs' record wins: the defaults may have moved since, to the winner).
 
     Returns the ranking, the winner, why, and one provenance row per knob (its final value, the
     experiment that chose it and its validation accuracy). Raises when a candidate has no result:
@@ -88,6 +90,7 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
         raise ValueError(f"{model}: no validation result for {missing}: run them (python -m cli.tune queue {model}; "
                          "dvc queue start -j 1) before selecting")
     rows = [{"experiment": n, "overrides": dict(c), "val_accuracy": float(results[n]["val_accuracy"]),
+             **({"run_id": results[n]["run_id"]} if "run_id" in results[n] else {}),
              **({"val_accuracy_averaged": float(results[n]["val_accuracy_averaged"])}
                 if "val_accuracy_averaged" in results[n] else {})}
             for n, c in zip(names, protocol.candidates)]
@@ -101,15 +104,46 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
         winner, why = best, (f"{best['experiment']} beats the default by "
                              f"{100 * (best['val_accuracy'] - default['val_accuracy']):.2f} points "
                              f"(> one standard error, {100 * se:.2f})")
-    final = {k: winner["overrides"].get(k, winner["overrides"].get("+" + k, defaults.get(k))) for k in protocol.knobs}
-    provenance = [{"knob": k, "value": final[k], "chosen_by": winner["experiment"],
-                   "val_accuracy": winner["val_accuracy"],
-                   "tried": sorted({str(r["overrides"].get(k, r["overrides"].get("+" + k, defaults.get(k))))
-                                    for r in rows})}
-                  for k in protocol.knobs]
+    def value(row, k):
+        logged = results[row["experiment"]].get("params", {}).get(k)
+        if logged is not None:
+            return yaml_value(logged)
+        return row["overrides"].get(k, row["overrides"].get("+" + k, defaults.get(k)))
+
+    final = {k: value(winner, k) for k in protocol.knobs}
+    provenance = []
+    for k in protocol.knobs:
+        tried = [value(r, k) for r in rows]
+        provenance.append({"knob": k, "value": final[k], "chosen_by": winner["experiment"],
+                           "val_accuracy": winner["val_accuracy"], "tried": sorted({str(v) for v in tried}),
+                           "at_edge": at_edge(final[k], tried)})
     ranking = sorted(rows, key=lambda r: -r["val_accuracy"])
     return {"model": model, "n_val": n_val, "standard_error": se, "rule": why, "winner": winner["experiment"],
             "overrides": winner["overrides"], "final": final, "provenance": provenance, "runs": ranking}
+
+
+def yaml_value(text: str):
+    """A logged parameter (MLflow keeps strings: ``[0.1, 0.1]``, ``0.9``) back to its value."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _magnitude(v) -> float | None:
+    """A number to order a knob's values by (a list by its first entry); None when not numeric."""
+    v = v[0] if isinstance(v, list) and v else v
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def at_edge(value, tried: Sequence) -> bool:
+    """Whether ``value`` is the smallest or largest of the values tried (more than two of them):
+    a winner at the edge of the grid says the grid may be too narrow."""
+    mags = sorted({m for m in (_magnitude(t) for t in tried) if m is not None})
+    m = _magnitude(value)
+    return len(mags) > 2 and m is not None and m in (mags[0], mags[-1])
 
 
 def dotted(d: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
