@@ -216,3 +216,24 @@ def test_the_half_history_shift_cancels_a_real_window_on_periodic_trains_and_oth
     other, _ = stdp.pair_sums(rec, "spike", W, control="other_example")
     assert (real[:, at] - other[:, at]).sum() > 0.5 * real[:, at].sum()  # the window survives
     assert stdp.DEFAULT_CONTROL == "other_example"
+
+
+def test_sign_pattern_and_sign_changes_on_a_known_window():
+    dts = np.array([-2, -1, 1, 2, 3])
+    dws = np.array([-0.5, -1e-6, 0.2, 0.4, -0.1])
+    assert stdp.sign_pattern(dts, dws, 3) == ".-0.++-"  # dt -3 (none), -2, -1 (tiny), 0 (none), 1, 2, 3
+    assert stdp.sign_changes(dts, dws) == [-0.5, 2.5]  # -2 -> +1 (the tiny -1 skipped), +2 -> +3
+
+
+def test_the_pulse_sweep_moves_the_zero_crossing_of_the_trace_window():
+    """The protocol's pulse shifts where the leaky neuron's window crosses zero: a feature of the
+    protocol, which the sweep is there to show (the trained rule's pattern is read the same way)."""
+    from pipeline.core.neuron import NeuronModel
+
+    nm = NeuronModel(model="sigma_delta", threshold=1.0, tau_syn_steps=10.0, leak=0.3)
+    patterns = set()
+    for pulse, steps in ((1.8, 1), (2.3, 2), (3.0, 4)):
+        res = stdp.pairing(list(range(-8, 9)), nm, 0.5, pulse, steps, -1.5)
+        d, w = stdp.pairing_window(res, "trace")
+        patterns.add(stdp.sign_pattern(d, w, 8))
+    assert len(patterns) > 1

@@ -383,6 +383,18 @@ def interval_cos(s: dict) -> str:
     return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
 
 
+def pairing_sweep_rows(stdp: dict) -> list[list[str]]:
+    """Per model, the trained rule's term first, then the trace-factor ablation: one row per pulse."""
+    rows = []
+    for model, sw in stdp.get("pairing_sweep", {}).items():
+        for term in (sw["trained_term"], *[t for t in ("trace",) if t != sw["trained_term"]]):
+            label = f"{term} (the trained rule)" if term == sw["trained_term"] else f"{term} (ablation)"
+            for r in sw["rows"]:
+                rows.append([model, label, f"{r['pulse']:g} x {r['pulse_steps']}" + (" (default)" if r["default"] else ""),
+                             f"`{r[term]['pattern']}`", ", ".join(f"{c:+g}" for c in r[term]["sign_changes"]) or "none"])
+    return rows
+
+
 def like_for_like_text(agg: dict) -> str:
     """One sentence when the models did not get the same aids and epoch budget."""
     lfl = agg.get("like_for_like")
@@ -515,7 +527,14 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
                    "area ratio", "verdict"], stdp_rows(stdp)),
         ("h", 3, "Phases and firing rates"),
         ("table", ["model", "synapses", "window", "dt > 0 lobe", "dt < 0 lobe", "verdict"], stdp_phase_rows(stdp)),
-        ("h", 3, "Pairing protocol"),
+        ("h", 3, "Pairing protocol: the trained rule first, under every pulse of the sweep"),
+        ("p", "The rule each model is trained with (the spike as presynaptic factor, both terms: "
+              "S_j ds_i + S_i ds_j, 'applied'), then the trace-factor term as an ablation (not the trained rule). "
+              f"One character per dt from -{stdp['max_dt_steps']} to +{stdp['max_dt_steps']} steps: + or - "
+              "(dw above 1e-3 of the largest), 0 (below), . (no isolated pair). The protocol's pulse (amplitude x "
+              "width) is swept: a feature that moves with it belongs to the protocol, one that stays to the rule."),
+        ("table", ["model", "term", "pulse x steps", "sign of dw by dt", "sign changes at dt"], pairing_sweep_rows(stdp)),
+        ("h", 3, "Pairing protocol at the default pulse"),
         ("p", "Two leaky sigma-delta neurons at rest (silent), each made to spike by its own threshold crossing "
               "under an injected current pulse; one synapse; dt is the measured difference of the two spike "
               "times; dw summed until the traces have decayed, minus the same run without the presynaptic "

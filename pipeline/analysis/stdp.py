@@ -80,6 +80,10 @@ class StdpCfg:
     pairing_pulse: float = req(gt=0)  # injected current that makes a neuron cross threshold
     pairing_pulse_steps: int = req(ge=1)
     pairing_rest: float = req()  # resting input current (the neurons are silent at rest)
+    # the protocol's pulse swept (amplitudes x widths): which features of a window belong to the
+    # rule and which to the protocol
+    pairing_sweep_pulses: list[float] = req(min_len=1, gt=0)
+    pairing_sweep_steps: list[int] = req(min_len=1, ge=1)
     control_tau_m: float = req(gt=0)  # the synthetic controls' post-state time constant (steps)
     out: StdpOutCfg = opt(StdpOutCfg())
 
@@ -463,6 +467,25 @@ def pairing(offsets: Sequence[int], nm: neuron.NeuronModel, weight: float, pulse
         for term in TERMS:
             out[term].append(float(a[term] - b[term]))
     return out
+
+
+def sign_pattern(dts: np.ndarray, dws: np.ndarray, max_dt: int, rel: float = 1e-3) -> str:
+    """One character per dt in [-W, W]: ``+`` / ``-`` (|dw| above ``rel`` of the largest), ``0``
+    (below), ``.`` (no isolated pair at that dt)."""
+    by_dt = dict(zip((int(d) for d in dts), (float(w) for w in dws)))
+    top = max((abs(w) for w in by_dt.values()), default=0.0)
+    out = []
+    for d in range(-max_dt, max_dt + 1):
+        w = by_dt.get(d)
+        out.append("." if w is None else "0" if abs(w) <= rel * top else "+" if w > 0 else "-")
+    return "".join(out)
+
+
+def sign_changes(dts: np.ndarray, dws: np.ndarray, rel: float = 1e-3) -> list[float]:
+    """Where the window changes sign (the midpoint of the two dts), zeros skipped."""
+    top = float(np.max(np.abs(dws))) if len(dws) else 0.0
+    keep = [(int(d), float(w)) for d, w in sorted(zip(dts, dws)) if abs(w) > rel * top]
+    return [(a[0] + b[0]) / 2 for a, b in zip(keep, keep[1:]) if (a[1] > 0) != (b[1] > 0)]
 
 
 def pairing_window(result: dict, term: str) -> tuple[np.ndarray, np.ndarray]:

@@ -204,6 +204,26 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
             if term != "applied":
                 pairing_curves[f"{model} (g {mcfg.neuron.leak:g}), {term} term"] = (d, w)
 
+    # ---- the trained rule first: its pairing window under every pulse of the sweep -------------
+    detail["pairing_sweep"] = {}
+    for model, (mcfg, _) in models.items():
+        rows = []
+        for pulse in sc.pairing_sweep_pulses:
+            for steps in sc.pairing_sweep_steps:
+                res = stdp.pairing(offsets, mcfg.neuron, sc.pairing_weight, pulse, steps, sc.pairing_rest)
+                row = {"pulse": pulse, "pulse_steps": steps, "default": (pulse, steps) == (sc.pairing_pulse,
+                                                                                           sc.pairing_pulse_steps)}
+                for term in stdp.TERMS:
+                    d, w = stdp.pairing_window(res, term)
+                    row[term] = {"pattern": stdp.sign_pattern(d, w, W), "sign_changes": stdp.sign_changes(d, w),
+                                 "pairs": int(len(d))}
+                rows.append(row)
+        trained = "applied" if mcfg.pre_factor == "spike" else "trace"
+        patterns = {r[trained]["pattern"] for r in rows}
+        detail["pairing_sweep"][model] = {"trained_term": trained, "rows": rows,
+                                          "pattern_depends_on_protocol": len(patterns) > 1}
+        flat[f"{model}.pairing_sweep.patterns"] = float(len(patterns))
+
     flat = {k: v for k, v in flat.items() if math.isfinite(v)}
     return StdpResult(detail, flat, figure_rows, ctrl_windows, pairing_curves, csv_windows)
 
