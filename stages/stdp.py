@@ -28,7 +28,16 @@ def worker(cfg: Config, run: Run) -> None:
             raise FileNotFoundError(f"{path} is missing: train it first (dvc repro train_{name}@{cfg.runtime.seed})")
     xp = get_xp(cfg.runtime.device)
     trained = {name: (m, load_params(paths[name], xp, m.sizes)[0]) for name, m in models.items()}
-    result = stdp_study.study(trained, load(cfg.data, REPO), cfg.stdp, xp)
+    snapshots = {}
+    for name, m in models.items():  # the raw weights after earlier epochs (train.snapshot_epochs)
+        sp = seed_paths(m.out, cfg.runtime.seed)
+        snapshots[name] = {e: load_params(sp.snapshot(e), xp, m.sizes)[0] for e in cfg.train.snapshot_epochs
+                           if sp.snapshot(e).is_file()}
+        missing = [e for e in cfg.train.snapshot_epochs if e not in snapshots[name]]
+        if missing:
+            print(f"stdp: {name} has no snapshot of epoch(s) {missing} (trained before they were kept, or fewer "
+                  "epochs): its windows during learning leave them out", file=sys.stderr)
+    result = stdp_study.study(trained, load(cfg.data, REPO), cfg.stdp, xp, snapshots)
     files = stdp_study.write(result, cfg.stdp, REPO)
     run.metrics(result.flat)
     for path in files:

@@ -155,9 +155,16 @@ def _weights(tmp_path, sizes):
 def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     from stages.stdp import main
 
+    from pipeline.core.network import save_weights
+
     _, data = mnist_like_dir
     out = tmp_path / "out"
+    snap = tmp_path / "runs_eq" / "seed0" / "snapshots" / "epoch1.npz"  # the raw weights after epoch 1
+    snap.parent.mkdir(parents=True)
+    save_weights(snap, ep.init_params([784, 32, 10], seed=1))
     rc = main([*data, *_weights(tmp_path, [784, 32, 10]), "stdp.n_examples=20", "stdp.synapses_per_layer=50",
+               f"eqspike.out.runs={tmp_path / 'runs_eq'}", f"variant.out.runs={tmp_path / 'runs_var'}",
+               "stdp.pairing_sweep_pulses=[2.3,3.0]", "stdp.pairing_sweep_steps=[2]",
                "stdp.bootstrap=50", "eqspike.T=10", "eqspike.K=6", "eqspike.eval_avg_steps=2",
                "eqspike.sizes=[784,32,10]",
                f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",
@@ -173,6 +180,14 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     assert set(g["trace"]) == {"nudged+", "nudged-", "net"} and "fit" in g["trace"]["net"]
     assert len(g["trace_by_post_rate"]) == 3
     assert set(m["pairing"]) == {"eqspike", "eqspike_variant"}
+    # during learning: the snapshot that exists is measured with the trained rule, the rest named missing
+    during = m["models"]["eqspike"]["during_learning"]
+    assert set(during) == {"1"} and during["1"]["hidden synapses"]["term"] == "applied"
+    assert m["models"]["eqspike_variant"]["during_learning"] == {}
+    # the trained rule's pairing window under each pulse of the sweep
+    sweep = m["pairing_sweep"]["eqspike"]
+    assert sweep["trained_term"] == "applied" and len(sweep["rows"]) == 2
+    assert sum(r["default"] for r in sweep["rows"]) == 1
     assert len(list((out / "sw").glob("*.csv"))) == 2 * 2 * 3 * 3
     assert (out / "s.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -527,6 +527,12 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
                    "area ratio", "verdict"], stdp_rows(stdp)),
         ("h", 3, "Phases and firing rates"),
         ("table", ["model", "synapses", "window", "dt > 0 lobe", "dt < 0 lobe", "verdict"], stdp_phase_rows(stdp)),
+        ("h", 3, "During learning: the trained rule's window after earlier epochs"),
+        ("table", ["model", "after epoch", "synapses", "term", "dt > 0 lobe", "dt < 0 lobe", "verdict"],
+         [[model, e, group, w["term"], fmt_iv(w["lobe_pos"]), fmt_iv(w["lobe_neg"]), w["verdict"]]
+          for model, m in stdp["models"].items() for e, groups in m.get("during_learning", {}).items()
+          for group, w in groups.items()] or [["(no snapshots: runs trained before they were kept)", "", "", "", "", "",
+                                               ""]]),
         ("h", 3, "Pairing protocol: the trained rule first, under every pulse of the sweep"),
         ("p", "The rule each model is trained with (the spike as presynaptic factor, both terms: "
               "S_j ds_i + S_i ds_j, 'applied'), then the trace-factor term as an ablation (not the trained rule). "

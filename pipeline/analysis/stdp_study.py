@@ -110,9 +110,27 @@ def window_table(win: dict) -> dict:
             for k in ("dt", "mean", "lo", "hi", "raw_mean", "control_mean", "pairs")}
 
 
-def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp) -> StdpResult:
+def learning_windows(mcfg: EqSpikeConfig, params, data, sc: StdpCfg, xp, n: int) -> dict:
+    """The trained rule's main window (spike factor: the applied term) of every synapse group for
+    the weights ``params`` (a snapshot during learning), with the same control and intervals."""
+    W = sc.max_dt_steps
+    recs, n_ex = record(mcfg, sc, params, data, xp, n)
+    boot = stdp.bootstrap_weights(n_ex, sc.bootstrap, sc.seed)
+    term = "applied" if mcfg.pre_factor == "spike" else "trace"
+    out = {}
+    for layer, group in GROUPS.items():
+        sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control) for ph in stdp.PHASES
+                if (layer, ph) in recs}
+        wins, main = phase_windows(sums, boot, W)
+        out[group] = {"term": term, "window": main, **summarise(wins[main], None, sc.step_ms)}
+    return out
+
+
+def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp,
+          snapshots: dict[str, dict[int, object]] | None = None) -> StdpResult:
     """The whole C5 measurement for ``models`` (name -> (its config, its trained weights)); the
-    controls use the first model's neuron and phases."""
+    controls use the first model's neuron and phases. ``snapshots``: per model, the raw weights
+    after earlier epochs (``{epoch: params}``), whose trained-rule windows go beside the final ones."""
     n = min(sc.n_examples, len(data.y_train))
     W = sc.max_dt_steps
     detail = {"step_ms": sc.step_ms, "n_examples": n, "max_dt_steps": W, "bootstrap": sc.bootstrap, "control": sc.control,
@@ -165,6 +183,11 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
             m["groups"][group] = gout
         panels["hidden synapses, trace term: +beta and -beta phases"] = phases_panel
         figure_rows[f"{model} (g {g:g})"] = panels
+        m["during_learning"] = {str(e): learning_windows(mcfg, p, data, sc, xp, n)
+                                for e, p in sorted((snapshots or {}).get(model, {}).items())}
+        for e, groups in m["during_learning"].items():
+            for group, w in groups.items():
+                flat[f"{stdp.slug(f'{model}, {group}')}.epoch{e}.stdp_like"] = float(w["verdict"] == "STDP-like")
         detail["models"][model] = m
         print(f"{model}: " + "; ".join(f"{grp} {t}: {verdicts[(grp, t)]}" for grp in GROUPS.values() for t in stdp.TERMS))
 
