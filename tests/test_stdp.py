@@ -153,9 +153,8 @@ def _weights(tmp_path, sizes):
 
 
 def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
-    from stages.stdp import main
-
     from pipeline.core.network import save_weights
+    from stages.stdp import main
 
     _, data = mnist_like_dir
     out = tmp_path / "out"
