@@ -163,7 +163,7 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     save_weights(snap, ep.init_params([784, 32, 10], seed=1))
     rc = main([*data, *_weights(tmp_path, [784, 32, 10]), "stdp.n_examples=20", "stdp.synapses_per_layer=50",
                f"eqspike.out.runs={tmp_path / 'runs_eq'}", f"variant.out.runs={tmp_path / 'runs_var'}",
-               "stdp.pairing_sweep_pulses=[2.3,3.0]", "stdp.pairing_sweep_steps=[2]",
+               "stdp.pairing_sweep_pulses=[2.3,3.0]", "stdp.pairing_sweep_steps=[2,1]",
                "stdp.bootstrap=50", "eqspike.T=10", "eqspike.K=6", "eqspike.eval_avg_steps=2",
                "eqspike.sizes=[784,32,10]",
                f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",

@@ -390,7 +390,7 @@ def pairing_sweep_rows(stdp: dict) -> list[list[str]]:
         for term in (sw["trained_term"], *[t for t in ("trace",) if t != sw["trained_term"]]):
             label = f"{term} (the trained rule)" if term == sw["trained_term"] else f"{term} (ablation)"
             for r in sw["rows"]:
-                rows.append([model, label, f"{r['pulse']:g} x {r['pulse_steps']}" + (" (default)" if r["default"] else ""),
+                rows.append([model, label, f"{r['pulse']:g} for {r['pulse_steps']} steps" + (" (default)" if r["default"] else ""),
                              f"`{r[term]['pattern']}`", ", ".join(f"{c:+g}" for c in r[term]["sign_changes"]) or "none"])
     return rows
 
@@ -537,9 +537,9 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
         ("p", "The rule each model is trained with (the spike as presynaptic factor, both terms: "
               "S_j ds_i + S_i ds_j, 'applied'), then the trace-factor term as an ablation (not the trained rule). "
               f"One character per dt from -{stdp['max_dt_steps']} to +{stdp['max_dt_steps']} steps: + or - "
-              "(dw above 1e-3 of the largest), 0 (below), . (no isolated pair). The protocol's pulse (amplitude x "
+              "(dw above 1e-3 of the largest), 0 (below), . (no isolated pair). The protocol's pulse (amplitude, "
               "width) is swept: a feature that moves with it belongs to the protocol, one that stays to the rule."),
-        ("table", ["model", "term", "pulse x steps", "sign of dw by dt", "sign changes at dt"], pairing_sweep_rows(stdp)),
+        ("table", ["model", "term", "pulse", "sign of dw by dt", "sign changes at dt"], pairing_sweep_rows(stdp)),
         ("h", 3, "Pairing protocol at the default pulse"),
         ("p", "Two leaky sigma-delta neurons at rest (silent), each made to spike by its own threshold crossing "
               "under an injected current pulse; one synapse; dt is the measured difference of the two spike "

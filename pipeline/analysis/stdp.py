@@ -53,7 +53,7 @@ import numpy as np
 
 from pipeline.core import neuron
 from pipeline.core.backend import to_host
-from pipeline.core.schema import opt, req
+from pipeline.core.schema import ConfigError, opt, req
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,10 +80,15 @@ class StdpCfg:
     pairing_pulse: float = req(gt=0)  # injected current that makes a neuron cross threshold
     pairing_pulse_steps: int = req(ge=1)
     pairing_rest: float = req()  # resting input current (the neurons are silent at rest)
-    # the protocol's pulse swept (amplitudes x widths): which features of a window belong to the
-    # rule and which to the protocol
+    # the protocol's pulse swept, (amplitude, width) pairs: which features of a window belong to
+    # the rule and which to the protocol
     pairing_sweep_pulses: list[float] = req(min_len=1, gt=0)
-    pairing_sweep_steps: list[int] = req(min_len=1, ge=1)
+    pairing_sweep_steps: list[int] = req(min_len=1, ge=1)  # one width per amplitude
+
+    def check(self, path: str) -> None:
+        if len(self.pairing_sweep_pulses) != len(self.pairing_sweep_steps):
+            raise ConfigError(f"{path}.pairing_sweep_steps: one width per amplitude of pairing_sweep_pulses "
+                              f"({len(self.pairing_sweep_pulses)}), got {len(self.pairing_sweep_steps)}")
     control_tau_m: float = req(gt=0)  # the synthetic controls' post-state time constant (steps)
     out: StdpOutCfg = opt(StdpOutCfg())
 

@@ -231,16 +231,15 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
     detail["pairing_sweep"] = {}
     for model, (mcfg, _) in models.items():
         rows = []
-        for pulse in sc.pairing_sweep_pulses:
-            for steps in sc.pairing_sweep_steps:
-                res = stdp.pairing(offsets, mcfg.neuron, sc.pairing_weight, pulse, steps, sc.pairing_rest)
-                row = {"pulse": pulse, "pulse_steps": steps, "default": (pulse, steps) == (sc.pairing_pulse,
-                                                                                           sc.pairing_pulse_steps)}
-                for term in stdp.TERMS:
-                    d, w = stdp.pairing_window(res, term)
-                    row[term] = {"pattern": stdp.sign_pattern(d, w, W), "sign_changes": stdp.sign_changes(d, w),
-                                 "pairs": int(len(d))}
-                rows.append(row)
+        for pulse, steps in zip(sc.pairing_sweep_pulses, sc.pairing_sweep_steps):
+            res = stdp.pairing(offsets, mcfg.neuron, sc.pairing_weight, pulse, steps, sc.pairing_rest)
+            row = {"pulse": pulse, "pulse_steps": steps, "default": (pulse, steps) == (sc.pairing_pulse,
+                                                                                       sc.pairing_pulse_steps)}
+            for term in stdp.TERMS:
+                d, w = stdp.pairing_window(res, term)
+                row[term] = {"pattern": stdp.sign_pattern(d, w, W), "sign_changes": stdp.sign_changes(d, w),
+                             "pairs": int(len(d))}
+            rows.append(row)
         trained = "applied" if mcfg.pre_factor == "spike" else "trace"
         patterns = {r[trained]["pattern"] for r in rows}
         detail["pairing_sweep"][model] = {"trained_term": trained, "rows": rows,
