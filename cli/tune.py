@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         merged = dict(raw)
         if model == "eqspike_variant":
             merged = type(cfg).prepare(raw)
-        defaults = dotted(merged, m.knobs)
+        defaults = dotted(merged, [*m.knobs, *m.fixed])
         try:
             chosen = select(model, m, results, protocol.validation, defaults)
         except ValueError as exc:

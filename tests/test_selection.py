@@ -64,6 +64,16 @@ def test_every_knob_has_a_provenance_row():
     assert not selection.at_edge(0.2, [0.1, 0.2, 0.4])
 
 
+def test_hyperparameters_not_tuned_say_where_they_come_from():
+    proto = selection.ModelProtocol(stage="train_bp", knobs=["bp.lr"], candidates=[{}, {"bp.lr": [0.2, 0.2]}],
+                                    fixed={"bp.batch_size": "the batch of every model"})
+    got = selection.select("bp", proto, results(0.98, 0.97), 10000, {"bp.lr": [0.1, 0.1], "bp.batch_size": 20})
+    (row,) = [r for r in got["provenance"] if r["knob"] == "bp.batch_size"]
+    assert row["value"] == 20 and row["chosen_by"] == "not tuned: the batch of every model"
+    protocol = tune.load_protocol()
+    assert all(m.fixed for m in protocol.models.values())  # every model names its untuned values
+
+
 def test_a_missing_run_stops_the_selection():
     with pytest.raises(ValueError, match=r"no validation result for \['tune-bp-2'\]"):
         selection.select("bp", PROTO, results(0.98, 0.97), 10000, DEFAULTS)

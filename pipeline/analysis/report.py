@@ -367,7 +367,8 @@ def provenance_blocks(tuning: dict, models: Sequence[str]) -> list[tuple]:
                          pct(r["val_accuracy"]), pct(r.get("val_accuracy_averaged"))] for r in t["runs"]]))
         blocks.append(("table", ["knob", "value", "chosen by", "its validation accuracy", "values tried"],
                        [[r["knob"], str(r["value"]) + (" (at the edge of the values tried)" if r.get("at_edge") else ""),
-                         r["chosen_by"], pct(r["val_accuracy"]), ", ".join(r["tried"])]
+                         r["chosen_by"], pct(r["val_accuracy"]) if r["val_accuracy"] is not None else "",
+                         ", ".join(r["tried"])]
                         for r in t["provenance"]]))
     return blocks
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.core.schema import Checked, ConfigError, req
+from pipeline.core.schema import Checked, ConfigError, opt, req
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +32,8 @@ class ModelProtocol(Checked):
     stage: str = req(min_len=1)
     knobs: list[str] = req(min_len=1)
     candidates: list[dict[str, Any]] = req(min_len=2)
+    # the hyperparameters the protocol does not tune, each with where its value comes from
+    fixed: dict[str, str] = opt({})
 
     def check(self, path: str) -> None:
         if self.candidates[0]:
@@ -117,6 +119,9 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
         provenance.append({"knob": k, "value": final[k], "chosen_by": winner["experiment"],
                            "val_accuracy": winner["val_accuracy"], "tried": sorted({str(v) for v in tried}),
                            "at_edge": at_edge(final[k], tried)})
+    for k, why in protocol.fixed.items():
+        provenance.append({"knob": k, "value": defaults.get(k), "chosen_by": f"not tuned: {why}", "val_accuracy": None,
+                           "tried": [], "at_edge": False})
     ranking = sorted(rows, key=lambda r: -r["val_accuracy"])
     return {"model": model, "n_val": n_val, "standard_error": se, "rule": why, "winner": winner["experiment"],
             "overrides": winner["overrides"], "final": final, "provenance": provenance, "runs": ranking}
