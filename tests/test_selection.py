@@ -70,6 +70,7 @@ def test_hyperparameters_not_tuned_say_where_they_come_from():
     got = selection.select("bp", proto, results(0.98, 0.97), 10000, {"bp.lr": [0.1, 0.1], "bp.batch_size": 20})
     (row,) = [r for r in got["provenance"] if r["knob"] == "bp.batch_size"]
     assert row["value"] == 20 and row["chosen_by"] == "not tuned: the batch of every model"
+    assert got["rule"].startswith("the default is best")  # the rule's sentence, not a fixed value's
     protocol = tune.load_protocol()
     assert all(m.fixed for m in protocol.models.values())  # every model names its untuned values
 

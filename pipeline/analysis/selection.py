@@ -119,8 +119,8 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
         provenance.append({"knob": k, "value": final[k], "chosen_by": winner["experiment"],
                            "val_accuracy": winner["val_accuracy"], "tried": sorted({str(v) for v in tried}),
                            "at_edge": at_edge(final[k], tried)})
-    for k, why in protocol.fixed.items():
-        provenance.append({"knob": k, "value": defaults.get(k), "chosen_by": f"not tuned: {why}", "val_accuracy": None,
+    for k, reason in protocol.fixed.items():
+        provenance.append({"knob": k, "value": defaults.get(k), "chosen_by": f"not tuned: {reason}", "val_accuracy": None,
                            "tried": [], "at_edge": False})
     ranking = sorted(rows, key=lambda r: -r["val_accuracy"])
     return {"model": model, "n_val": n_val, "standard_error": se, "rule": why, "winner": winner["experiment"],
