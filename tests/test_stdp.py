@@ -164,7 +164,7 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     rc = main([*data, *_weights(tmp_path, [784, 32, 10]), "stdp.n_examples=20", "stdp.synapses_per_layer=50",
                f"eqspike.out.runs={tmp_path / 'runs_eq'}", f"variant.out.runs={tmp_path / 'runs_var'}",
                "stdp.pairing_sweep_pulses=[2.3,3.0]", "stdp.pairing_sweep_steps=[2,1]",
-               "stdp.bootstrap=50", "eqspike.T=10", "eqspike.K=6", "eqspike.eval_avg_steps=2",
+               "stdp.bootstrap=50", "eqspike.T=10", "eqspike.K=6", "eqspike.eval_avg_steps=2", "stdp.max_dt_steps=4",
                "eqspike.sizes=[784,32,10]",
                f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",
                f"stdp.out.detail={out / 'sd.json'}", f"stdp.out.figure_png={out / 's.png'}"])
@@ -251,3 +251,29 @@ def test_the_pulse_sweep_moves_the_zero_crossing_of_the_trace_window():
         d, w = stdp.pairing_window(res, "trace")
         patterns.add(stdp.sign_pattern(d, w, 8))
     assert len(patterns) > 1
+
+
+def test_stationary_triggers_remove_the_drift_with_dt():
+    """Negative control with a non-stationary phase: spikes independent of everything, the post
+    state changing more and more over the phase. Every trigger's dw is the ramp at its time, so
+    the per-bin mean dw is flat in truth; bins dt > 0 lose the last triggers (their partners would
+    fall after the phase) and, unrestricted, the window drifts with dt. Restricted to the triggers
+    every bin sees, it is flat."""
+    rng = np.random.default_rng(5)
+    H, P, B, k, W = 90, 30, 40, 20, 10
+    pre = (rng.random((H, B, k)) < 0.3).astype(float)
+    post = (rng.random((H, B, k)) < 0.3).astype(float)
+    ramp = np.linspace(0.0, 1.0, P)[:, None, None] * np.ones((1, B, k))
+    rec = stdp.Recording(pre=pre, post=post, ds_pre=None, ds_post=ramp, scale=1.0, alpha=0.1, examples=np.arange(B))
+
+    def per_bin(stationary):
+        s, n = stdp.pair_sums(rec, "spike", W, stationary=stationary)
+        return s.sum(axis=0) / n.sum(axis=0)
+
+    drift = per_bin(False)
+    assert drift[W + W] < drift[W] - 0.1  # dt = +W: the late, large ramp values are gone
+    flat = per_bin(True)
+    assert np.ptp(flat) < 0.05 < drift[W] - drift[W + W], (flat, drift)  # sampling noise only
+    with pytest.raises(ValueError, match="stdp.stationary"):
+        stdp.pair_sums(stdp.Recording(pre=pre[:40], post=post[:40], ds_pre=None, ds_post=ramp[:8], scale=1.0,
+                                      alpha=0.1, examples=np.arange(B)), "spike", W, stationary=True)

@@ -74,6 +74,8 @@ class StdpCfg:
     step_ms: float = req(gt=0)  # how long one time step lasts, to compare with biology
     seed: int = req(ge=0)
     control: str = req(choices=("shift", "other_example"))  # shuffle control (pipeline/analysis/stdp.py)
+    # only triggers where every bin dt sees the same trigger times (pair_sums): no drift with dt
+    stationary: bool = req()
     bootstrap: int = req(ge=20)  # resamples of the examples for the intervals
     rate_strata: int = req(ge=1)  # post firing-rate strata (quantiles) of the net window
     pairing_weight: float = req()
@@ -192,12 +194,19 @@ CONTROLS = ("shift", "other_example")
 DEFAULT_CONTROL = "other_example"
 
 
-def pair_sums(rec: Recording, term: str, max_dt: int, control: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pair_sums(rec: Recording, term: str, max_dt: int, control: str | None = None,
+              stationary: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per example and bin dt in [-W, W]: sum of the trigger's dw over all pairs, and the number
     of pairs; ``(B, 2W + 1)`` each. ``control``: the partner spikes circularly shifted by half
     the history (``shift``: same neuron, same example, same rate, timing destroyed) or taken from
-    example b + 1 of the batch (``other_example``)."""
+    example b + 1 of the batch (``other_example``). ``stationary``: only triggers in the first
+    P - W steps of the phase, so that every bin dt samples the same trigger times (otherwise the
+    bins dt > 0 lose the phase's last steps, where ds is not what it is earlier, and the window
+    drifts with dt whatever the timing)."""
     first, P = rec.first, rec.ds_post.shape[0]
+    if stationary and (P <= max_dt or first < max_dt):
+        raise ValueError(f"stdp.stationary: a phase of {P} steps after {first} recorded ones cannot keep the same "
+                         f"triggers for every dt up to {max_dt} (stdp.max_dt_steps): lower it or lengthen the phases")
     pre, post = rec.pre.astype(np.float64), rec.post.astype(np.float64)
     if control == "shift":
         h = pre.shape[0] // 2
@@ -210,7 +219,11 @@ def pair_sums(rec: Recording, term: str, max_dt: int, control: str | None = None
         raise ValueError(f"control: unknown control {control!r} (one of {CONTROLS})")
     u_post = rec.ds_post if term == "spike" or term == "applied" else eligibility(rec.ds_post, rec.alpha)
     u_post = rec.scale * u_post
-    trig_pre = pre[first:]  # presynaptic spikes in the phase trigger u_post
+    trig_pre = pre[first:].copy()  # presynaptic spikes in the phase trigger u_post
+    trig_post = post[first:].copy()
+    if stationary:
+        trig_pre[P - max_dt:] = 0.0
+        trig_post[P - max_dt:] = 0.0
     B = pre.shape[1]
     sums, counts = np.zeros((B, 2 * max_dt + 1)), np.zeros((B, 2 * max_dt + 1))
     for i, d in enumerate(range(-max_dt, max_dt + 1)):
@@ -220,7 +233,7 @@ def pair_sums(rec: Recording, term: str, max_dt: int, control: str | None = None
         counts[:, i] += w.sum(axis=(0, 2))
         if term == "applied" and rec.ds_pre is not None:
             partner_pre = _shift(pre_partner, -d, P, first)  # pre spike at t_post - d
-            w2 = post[first:] * partner_pre
+            w2 = trig_post * partner_pre
             sums[:, i] += (w2 * rec.scale * rec.ds_pre).sum(axis=(0, 2))
             counts[:, i] += w2.sum(axis=(0, 2))
     return sums, counts
@@ -237,7 +250,7 @@ class Sums:
 
     @staticmethod
     def collect(recs: Sequence[Recording], term: str, max_dt: int, n_examples: int,
-                mask=None, control: str = "shift") -> Sums:
+                mask=None, control: str = "shift", stationary: bool = False) -> Sums:
         """Accumulate ``pair_sums`` of every recording into one row per global example.
         ``mask(rec) -> (B, k) bool`` keeps only some synapse-examples (rate strata)."""
         shape = (n_examples, 2 * max_dt + 1)
@@ -245,7 +258,7 @@ class Sums:
         for rec in recs:
             r = rec if mask is None else _masked(rec, mask(rec))
             for ctl, (s_arr, n_arr) in ((None, (out.real, out.n_real)), (control, (out.ctrl, out.n_ctrl))):
-                s, n = pair_sums(r, term, max_dt, ctl)
+                s, n = pair_sums(r, term, max_dt, ctl, stationary)
                 np.add.at(s_arr, r.examples, s)
                 np.add.at(n_arr, r.examples, n)
         return out

@@ -119,7 +119,7 @@ def learning_windows(mcfg: EqSpikeConfig, params, data, sc: StdpCfg, xp, n: int)
     term = "applied" if mcfg.pre_factor == "spike" else "trace"
     out = {}
     for layer, group in GROUPS.items():
-        sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control) for ph in stdp.PHASES
+        sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control, stationary=sc.stationary) for ph in stdp.PHASES
                 if (layer, ph) in recs}
         wins, main = phase_windows(sums, boot, W)
         out[group] = {"term": term, "window": main, **summarise(wins[main], None, sc.step_ms)}
@@ -134,6 +134,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
     n = min(sc.n_examples, len(data.y_train))
     W = sc.max_dt_steps
     detail = {"step_ms": sc.step_ms, "n_examples": n, "max_dt_steps": W, "bootstrap": sc.bootstrap, "control": sc.control,
+              "stationary": sc.stationary,
               "bi_poo": {"tau_plus_ms": stdp.BI_POO_TAU_PLUS_MS, "tau_minus_ms": stdp.BI_POO_TAU_MINUS_MS},
               "models": {}, "controls": {}, "pairing": {}}
     flat: dict[str, float] = {}
@@ -152,7 +153,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
         for layer, group in GROUPS.items():
             gout = {}
             for term in stdp.TERMS:
-                sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control) for ph in stdp.PHASES
+                sums = {ph: stdp.Sums.collect(recs[(layer, ph)], term, W, n_ex, control=sc.control, stationary=sc.stationary) for ph in stdp.PHASES
                         if (layer, ph) in recs}
                 wins, main = phase_windows(sums, weights_boot, W)
                 tout = {}
@@ -174,7 +175,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
             strata = []
             all_recs = [r for ph in stdp.PHASES for r in recs.get((layer, ph), [])]
             for (lo_hz, hi_hz), mask in rate_strata(all_recs, sc.rate_strata, sc.step_ms):
-                sums = {ph: stdp.Sums.collect(recs[(layer, ph)], "trace", W, n_ex, mask, sc.control) for ph in stdp.PHASES
+                sums = {ph: stdp.Sums.collect(recs[(layer, ph)], "trace", W, n_ex, mask, sc.control, sc.stationary) for ph in stdp.PHASES
                         if (layer, ph) in recs}
                 wins, main = phase_windows(sums, weights_boot, W)
                 win = wins[main]
@@ -201,7 +202,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
         recs = stdp.synthetic_recording(n, 2 * (reference.T // 2 + reference.K), reference.T // 2, CONTROL_SYNAPSES,
                                         CONTROL_RATE, CONTROL_RATE, sc.control_tau_m, tau_syn, CONTROL_JUMP, sc.seed,
                                         coupled)
-        win = stdp.window(stdp.Sums.collect(recs, "trace", W, n, control=sc.control), stdp.bootstrap_weights(n, sc.bootstrap, sc.seed), W)
+        win = stdp.window(stdp.Sums.collect(recs, "trace", W, n, control=sc.control, stationary=sc.stationary), stdp.bootstrap_weights(n, sc.bootstrap, sc.seed), W)
         fit = stdp.fit_window(win, min(FIT_BOOTSTRAP, sc.bootstrap))
         detail["controls"][name] = {**summarise(win, fit, sc.step_ms), "window": window_table(win),
                                     "expected": {"tau_plus_steps": -1.0 / math.log(1.0 - 1.0 / tau_syn),
