@@ -156,7 +156,7 @@ def test_stdp_declares_what_it_reads(stage_env, monkeypatch, tmp_path):
     read = run_stage(monkeypatch, "stdp", [
         *data, f"eqspike.out.models={tmp_path / 'eqspike'}", f"variant.out.models={tmp_path / 'leaky'}",
         "stdp.n_examples=20", "stdp.synapses_per_layer=20", "stdp.bootstrap=20",
-        "eqspike.T=8", "eqspike.K=4", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
+        "eqspike.T=8", "eqspike.K=4", "stdp.max_dt_steps=3", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
         f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",
         f"stdp.out.detail={out / 'sd.json'}",
         f"stdp.out.figure_png={out / 's.png'}"])

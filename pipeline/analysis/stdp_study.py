@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.analysis import stdp
 from pipeline.analysis.stdp import StdpCfg
 from pipeline.core.io import atomic_write, write_json
+from pipeline.core.schema import ConfigError
 from pipeline.models import eqspike
 from pipeline.models.eqspike import EqSpikeConfig
 
@@ -133,6 +134,11 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
     after earlier epochs (``{epoch: params}``), whose trained-rule windows go beside the final ones."""
     n = min(sc.n_examples, len(data.y_train))
     W = sc.max_dt_steps
+    if sc.stationary:  # named before any recording
+        for model, (mcfg, _) in models.items():
+            if mcfg.K <= W or mcfg.T < W:
+                raise ConfigError(f"stdp.max_dt_steps: {W} leaves no trigger that every dt bin sees in {model}'s "
+                                  f"phases (T {mcfg.T}, K {mcfg.K}; stdp.stationary needs K > {W} and T >= {W})")
     detail = {"step_ms": sc.step_ms, "n_examples": n, "max_dt_steps": W, "bootstrap": sc.bootstrap, "control": sc.control,
               "stationary": sc.stationary,
               "bi_poo": {"tau_plus_ms": stdp.BI_POO_TAU_PLUS_MS, "tau_minus_ms": stdp.BI_POO_TAU_MINUS_MS},
