@@ -10,6 +10,8 @@ that the code using it takes), so a parameter is declared once, with its range r
     variant             the same type: a set of overrides deep-merged over ``eqspike``
     bp                  pipeline.models.bp.BPConfig
     stdp, bias, energy, report, aggregate   pipeline.analysis.*
+    chip                pipeline.analysis.chip_study.ChipStudyCfg  (the chip table, chip/dvc.yaml;
+                        each row a pipeline.models.eqspike.chip.ChipCfg)
 
 The stages compose a plain nested dict (Hydra, from ``params.yaml``) and call
 ``parse(Config, raw)`` (``pipeline.core.schema``): a wrong type, a missing or unknown key, or an
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.analysis.bias import BiasCfg
+from pipeline.analysis.chip_study import ChipStudyCfg
 from pipeline.analysis.energy import EnergyCfg
 from pipeline.analysis.report import ReportCfg
 from pipeline.analysis.stats import AggregateCfg
@@ -72,6 +75,8 @@ class Config:
     report: ReportCfg = req()
     aggregate: AggregateCfg = req()
     bias: BiasCfg = req()
+    # EqSpike as a chip would run it (chip/dvc.yaml): the constraints' table
+    chip: ChipStudyCfg = req()
 
     @classmethod
     def prepare(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:

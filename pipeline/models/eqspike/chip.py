@@ -237,7 +237,7 @@ def train_networks(dyn: EqSpikeConfig, nets: Sequence[Net], data, dtype: str = "
         if not np.isfinite(nw.biases).all() or not np.isfinite(nw.W0s).all():
             raise FloatingPointError(f"chip training diverged in epoch {epoch + 1} (lower chip.lr_scale, "
                                      f"now {[net.chip.lr_scale for net in nets]})")
-        counts = [epoch_counts(dyn, net.chip, raw[i], n) for i, net in enumerate(nets)]
+        counts = [epoch_counts(dyn, raw[i], n) for i in range(len(nets))]
         if data.x_val is not None:
             x_val, y_val = np.asarray(data.x_val, dtype=dtype), np.asarray(data.y_val)
         for i in range(len(nets)):
@@ -255,17 +255,13 @@ def train_networks(dyn: EqSpikeConfig, nets: Sequence[Net], data, dtype: str = "
     return nw, records, ema, counts
 
 
-def epoch_counts(dyn: EqSpikeConfig, chip: ChipCfg, raw: np.ndarray, n: int) -> Counts:
-    """The events of one network's epoch (``chip_kernel``'s spike totals ``raw``) as ``Counts``:
-    the free phase (its rerun included: counted twice per example, where the kernel restored
-    the same state) and both nudged phases with their spike-triggered updates."""
+def epoch_counts(dyn: EqSpikeConfig, raw: np.ndarray, n: int) -> Counts:
+    """The events of one network's epoch (``chip_kernel``'s spike totals ``raw``) as ``Counts``,
+    laid out as today's: the free phase once (a rerun is the energy model's variant
+    ``free state rerun``, which charges a copy of it) and both nudged phases with their
+    spike-triggered updates."""
     L = len(dyn.sizes) - 1
     counts = Counts()
-    free_in, nudged_in = raw[0], raw[1]
-    free_layers, nudged_layers = list(raw[2:2 + L]), list(raw[2 + L:2 + 2 * L])
-    runs = 2 if chip.free_rerun else 1
-    if chip.free_rerun and chip.update == "example":  # restored, not recomputed: count it again
-        free_in, free_layers = 2 * free_in, [2 * v for v in free_layers]
-    count_phase(counts, "free", dyn.sizes, dyn.T * runs * n, 1, free_in, free_layers, False)
-    count_phase(counts, "nudged", dyn.sizes, 2 * dyn.K * n, 1, nudged_in, nudged_layers, True)
+    count_phase(counts, "free", dyn.sizes, dyn.T * n, 1, raw[0], list(raw[2:2 + L]), False)
+    count_phase(counts, "nudged", dyn.sizes, 2 * dyn.K * n, 1, raw[1], list(raw[2 + L:2 + 2 * L]), True)
     return counts

@@ -260,9 +260,9 @@ def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, 
     state), accumulators ``accT, accb`` (zero; per-example mode), ``scales[l]`` =
     eta_l / (2 beta), its stream ``state``. ``Q`` the input rates (n_examples, n_0), ``Y`` the
     labels. ``rerun``: the free phase run again before the second nudged phase (a chip keeps no
-    snapshot); in continual mode the weights have changed since, so it is run (its spikes
-    counted as free ones); per example it would give the same state, so the caller counts it
-    (the free phase's events twice) and the kernel restores the state. ``counts``: free input
+    snapshot); in continual mode the weights have changed since, so it is run; per example it
+    would give the same state, so the kernel restores it. Either way ``counts`` hold the first
+    free run only: the energy model charges the rerun as a copy of it (``neuromorphic_variants``). ``counts``: free input
     spikes, nudged input spikes, then per layer free and nudged spikes; ``correct[0]``: training
     examples whose free output was right.
     """
@@ -299,6 +299,8 @@ def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, 
     spk_nudged = np.zeros(L, np.float64)
     in_free = np.zeros(1, np.float64)
     in_nudged = np.zeros(1, np.float64)
+    spk_rerun = np.zeros(L, np.float64)  # not reported: the energy model charges a copy of the first run
+    in_rerun = np.zeros(1, np.float64)
     for e in range(order.shape[0]):
         ex = order[e]
         cnt = 0
@@ -340,7 +342,7 @@ def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, 
                     c[:] = 0.0
                     _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha, oma,
                            theta, reset_zero, g, act, 0, T, target, 0.0, False, rec_ds, rec_pre,
-                           spk_free, in_free)
+                           spk_rerun, in_rerun)
                 else:  # the snapshot (or, per example, the rerun's state: the same)
                     s[:] = fs
                     a[:] = fa

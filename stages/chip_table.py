@@ -1,0 +1,65 @@
+"""DVC stage ``chip_table`` (chip/dvc.yaml): the table "As a chip would run it": per row the test
+accuracy of the raw weights with its interval and the C1 verdict (``aggregate.margins``), the
+cost against the reference, energy per example with the C4 chip preset (``energy.headline``),
+memory per synapse; the figure, accuracy against weight bits per update mode.
+
+    python -m stages.chip_table
+    python -m stages.chip_table energy.headline.neuromorphic=truenorth
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+
+import numpy as np
+
+from pipeline.analysis import chip_study, energy_study
+from pipeline.config import Config
+from pipeline.core.io import atomic_write, write_json
+from runner.config import REPO
+from runner.stage import stage_main
+from runner.tracking import Run
+
+
+def worker(cfg: Config, run: Run) -> None:
+    study = cfg.chip
+    rows_path = REPO / study.out.rows
+    if not rows_path.is_file():
+        raise FileNotFoundError(f"{rows_path} is missing: run chip_train first (dvc repro chip/dvc.yaml)")
+    trained = json.loads(rows_path.read_text())
+    try:
+        with np.load(rows_path.with_suffix(".npz"), allow_pickle=False) as z:
+            predicted = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{rows_path.with_suffix('.npz')}: unreadable ({exc}); rerun chip_train") from exc
+    labels = predicted.pop("labels")
+    rows = {name: [{**r, "correct": (predicted[f"{name}__seed{r['seed']}"] == labels).astype(np.int8)} for r in runs]
+            for name, runs in trained["rows"].items()}
+    missing = [r.name for r in study.rows if r.name not in rows]
+    if missing:
+        raise ValueError(f"{rows_path}: no results for the rows {missing}: rerun chip_train")
+    ecfg = cfg.energy
+    neuro, _, _ = energy_study.presets(ecfg, REPO)
+    name = ecfg.headline.neuromorphic
+    dyn, _ = chip_study.scaled(study, cfg.eqspike, cfg.data)
+    margin = cfg.aggregate.margins.reproduced
+    tab = chip_study.table(study, rows, dyn, neuro[name], name, ecfg.host_mac_pj.value,
+                           cfg.report.paper_eqspike_accuracy, margin,
+                           json.loads((REPO / study.out.selection).read_text()), trained["n_train"])
+    out = study.out
+    write_json(REPO / out.table, tab)
+    atomic_write(REPO / out.table_md, lambda p: p.write_text(chip_study.markdown(tab)))
+    atomic_write(REPO / out.figure, lambda p: chip_study.figure(tab, p))
+    for r in tab["rows"]:
+        run.metrics({f"{r['name']}_test_accuracy": r["test_accuracy"]})
+    for path in (out.table, out.table_md, out.figure):
+        run.artifact(REPO / path)
+    print(chip_study.markdown(tab))
+
+
+main = stage_main("chip_table", worker)
+
+if __name__ == "__main__":
+    sys.exit(main())
