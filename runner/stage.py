@@ -37,12 +37,17 @@ def apply_thread_limits() -> int | None:
     return n
 
 
+PIPELINES = ("dvc.yaml", "chip/dvc.yaml")
+
+
 def help_text(stage: str, doc: str) -> str:
     """What ``--help`` prints: the stage's own description and examples, the config groups with
     their options, the keys the stage reads (its ``params:`` in dvc.yaml) with their values now,
     and how overrides are written."""
     params = yaml.safe_load((REPO / PARAMS_FILE).read_text())
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = {}
+    for pipeline in PIPELINES:  # the paper's and the chip's
+        stages.update(yaml.safe_load((REPO / pipeline).read_text())["stages"])
     declared = [p if isinstance(p, str) else next(iter(p)) for p in stages.get(stage, {}).get("params", [])]
     flat = flatten(params)
     keys = [k for k in flat if any(k == d or k.startswith(d + ".") for d in declared if d != "params.yaml")]

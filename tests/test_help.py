@@ -12,10 +12,10 @@ import yaml
 
 from tests.conftest import REPO
 
-STAGES = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+STAGES = [s for f in ("dvc.yaml", "chip/dvc.yaml") for s in yaml.safe_load((REPO / f).read_text())["stages"]]
 CLI = ["launch", "compose", "tracking_init", "ui", "tune"]
 SCRIPTS = ["scripts/check_outputs.py", "scripts/check_system.py", "scripts/measure_gpu_energy.py", "scripts/c4_interim.py",
-           "benchmarks/bench.py", "benchmarks/bench_sweep.py"]
+           "benchmarks/bench.py", "benchmarks/bench_sweep.py", "benchmarks/bench_chip.py"]
 SHELL = ["scripts/setup.sh", "scripts/test.sh", "scripts/repro.sh", "scripts/gpu_check.sh", "scripts/ui.sh"]
 
 

@@ -582,6 +582,13 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
         ("p", "Headline rule (energy.headline.rule): " + energy.get("headline_rule", "")),
         ("p", energy["assumptions"]["inference"]),
         ("p", energy["assumptions"]["training"]),
+        ("h", 2, "As a chip would run it"),
+        ("p", "What EqSpike reaches under a chip's constraints (updates per example or continual, no weight "
+              "average, b-bit fixed-point weights with stochastic rounding, the free phase rerun) and what each "
+              "costs in accuracy, energy and memory per synapse is its own pipeline, beside this one: "
+              "dvc repro chip/dvc.yaml (docs/chip.md). Its table is results/chip/table.md, its figure "
+              "plots/chip_bits.png (accuracy against weight bits per update mode); the paper's dvc repro, which "
+              "made this report, does not train it."),
         ("h", 2, "Run"),
         ("table", ["item", "value"], [
             ["git commit", facts["commit"]],
