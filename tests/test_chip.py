@@ -80,6 +80,41 @@ def test_stochastic_rounding_is_unbiased_on_a_known_case():
     np.testing.assert_array_equal(x, y)
 
 
+def test_fixed_point_states_and_traces_stay_on_their_grid():
+    """With ``state_bits`` the states s and traces r of a phase are multiples of 1 / (2^b - 1);
+    without it they are not."""
+    from pipeline.models.eqspike.chip_kernel import _base, _example_events, _phase
+
+    dyn = dynamics()
+    data = dataset(n_train=1)
+    p = init_params(dyn.sizes, 0)
+    W0, WT = p.W[0], (np.ascontiguousarray(p.W[1].T),)
+    bias = np.concatenate(p.b)
+    off = np.array([0, dyn.sizes[1], dyn.sizes[1] + dyn.sizes[2]], np.int64)
+    q = data.x_train[0]
+    nzi = np.flatnonzero(q > 0).astype(np.int32)
+    nzq = q[nzi].astype(np.float32)
+    steps = dyn.T
+    ev_idx, ev_cnt, ev_n = np.empty((steps, 784), np.int32), np.empty(steps, np.int64), np.empty(steps, np.int64)
+    kf = np.arange(steps + 1).astype(np.float32)
+    _example_events(nzi, nzq, len(nzi), kf, steps, ev_idx, ev_cnt, ev_n)
+    base = np.zeros(dyn.sizes[1], np.float32)
+    _base(W0, nzi, nzq, len(nzi), base)
+    N = int(off[-1])
+    f32 = np.float32
+    for bits in (None, 4):
+        qs = 0.0 if bits is None else 1.0 / (2**bits - 1)
+        s, a, r, c = (np.zeros(n, np.float32) for n in (N, N, N, dyn.sizes[1]))
+        _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, f32(1), f32(0.1), f32(0.9), f32(1),
+               False, f32(dyn.neuron.leak), 1, 0, steps, np.zeros(10, np.float32), 0.0, False,
+               np.zeros((1, N), np.float32), np.zeros((1, N), np.float32), np.zeros(2), np.zeros(1), qs)
+        off_grid = max(np.abs(x / (1 / 15) - np.round(x / (1 / 15))).max() for x in (s, r))
+        if bits is None:
+            assert off_grid > 1e-2
+        else:
+            assert off_grid < 1e-4 and s.max() <= 1 and r.min() >= 0
+
+
 # ---- per example == batch path with B = 1 ---------------------------------------------------
 
 def test_batch_1_training_equals_the_batch_path_with_one_example():

@@ -45,6 +45,7 @@ class RowCfg(Checked):
     name: str = req(pattern=r"[a-z0-9_]+")
     update: str = req(choices=UPDATES)
     weight_bits: int | None = opt(None, ge=1, le=16)
+    state_bits: int | None = opt(None, ge=1, le=16)
     average: bool = opt(False)
     free_rerun: bool = opt(True)
     seeds: list[int] = req(min_len=1, ge=0)
@@ -100,8 +101,8 @@ class ChipStudyCfg(Checked):
                 raise ConfigError(f"{path}.rows[{i}] ({r.name}): {exc}") from None
 
     def setting(self, row: RowCfg, lr_scale: float) -> ChipCfg:
-        return ChipCfg(update=row.update, weight_bits=row.weight_bits, weight_range=self.weight_range,
-                       average=row.average, free_rerun=row.free_rerun, lr_scale=lr_scale)
+        return ChipCfg(update=row.update, weight_bits=row.weight_bits, state_bits=row.state_bits,
+                       weight_range=self.weight_range, average=row.average, free_rerun=row.free_rerun, lr_scale=lr_scale)
 
 
 def select(study: ChipStudyCfg, dyn: EqSpikeConfig, data, dtype: str, progress: bool = True) -> dict:
@@ -225,7 +226,8 @@ def table(study: ChipStudyCfg, rows: dict, dyn: EqSpikeConfig, preset, preset_na
             cost = {"seeds": [r["seed"] for r in shared], "mean": gap["mean"], "ci_low": gap["ci_low"],
                     "ci_high": gap["ci_high"]}
         setting = study.setting(row, runs[0].get("lr_scale", 1.0))
-        entry = {"name": row.name, "update": row.update, "weight_bits": row.weight_bits, "average": row.average,
+        entry = {"name": row.name, "update": row.update, "weight_bits": row.weight_bits,
+                 "state_bits": row.state_bits, "average": row.average,
                  "free_rerun": row.free_rerun, "seeds": [r["seed"] for r in runs], "lr_scale": setting.lr_scale,
                  "test_accuracy": iv["mean"], "ci_low": iv["ci_low"], "ci_high": iv["ci_high"],
                  "verdict": equivalence(iv, paper, margin), "per_seed": [r["test_accuracy"] for r in runs],
@@ -247,9 +249,9 @@ def _pct(v) -> str:
 
 def markdown(tab: dict) -> str:
     """The table as Markdown (README, REPORT)."""
-    lines = ["| row | update | weights | average | seeds | test accuracy % (raw) | interval | verdict | cost vs "
+    lines = ["| row | update | weights | states | average | seeds | test accuracy % (raw) | interval | verdict | cost vs "
              "reference, points | inference µJ (total / dynamic) | training µJ (total / dynamic) | bits per synapse |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in tab["rows"]:
         e = r["energy_per_example"]
         cost = r["cost_vs_reference"]
@@ -260,7 +262,8 @@ def markdown(tab: dict) -> str:
         bits = r["memory_bits_per_synapse"]
         weights = "float32" if r["weight_bits"] is None else f"{r['weight_bits']}-bit"
         update = {"batch": "batch 20", "example": "per example", "continual": "continual"}[r["update"]]
-        lines.append(f"| {r['name']} | {update} | {weights} | {'yes' if r['average'] else 'no'} | "
+        states = "float32" if r.get("state_bits") is None else f"{r['state_bits']}-bit"
+        lines.append(f"| {r['name']} | {update} | {weights} | {states} | {'yes' if r['average'] else 'no'} | "
                      f"{len(r['seeds'])}{'' if len(r['seeds']) > 1 else ' (one seed)'} | {_pct(r['test_accuracy'])}{avg} | "
                      f"{iv} | {r['verdict']} | {cost_s} | {1e6 * e['inference_total_j']:.2f} / "
                      f"{1e6 * e['inference_dynamic_j']:.2f} | {1e6 * e['training_total_j']:.2f} / "
@@ -279,7 +282,7 @@ def figure(tab: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     float_x = 10
     for update, style in (("example", "o-"), ("continual", "s--")):
-        rs = sorted((r for r in tab["rows"] if r["update"] == update),
+        rs = sorted((r for r in tab["rows"] if r["update"] == update and r.get("state_bits") is None),
                     key=lambda r: float_x if r["weight_bits"] is None else r["weight_bits"])
         if not rs:
             continue

@@ -9,6 +9,8 @@ networks side by side under its constraints (``train_networks``), each switched 
     weight_bits  None (float) | b: the weights and biases of each layer in b-bit fixed point on
                  +- weight_range / sqrt(fan_in), every update stochastically rounded (seeded)
     average      the weight average (train.ema_decay) kept beside the raw weights, or not
+    state_bits   None (float) | b: the states s and traces r on 2^b levels of [0, 1] (rounded to
+                 the nearest); the accumulators of the sigma-delta neurons follow (sums of them)
     free_rerun   the free phase run again before the second nudged phase (no state snapshot)
     lr_scale     the mode's learning rates: eqspike.lr x lr_scale (chosen on the validation split)
 
@@ -50,14 +52,21 @@ class ChipCfg(Checked):
     update: str = req(choices=UPDATES)
     weight_bits: int | None = opt(None, ge=1, le=16)  # None: float weights (runtime.dtype)
     weight_range: float = req(gt=0)  # fixed point: each layer on +- weight_range / sqrt(fan_in)
+    state_bits: int | None = opt(None, ge=1, le=16)  # None: float states and traces
     average: bool = req()  # keep the weight average (train.ema_decay) beside the raw weights
     free_rerun: bool = req()  # run the free phase again instead of keeping a snapshot of its state
     lr_scale: float = req(gt=0)  # learning rates: eqspike.lr x lr_scale
 
     def check(self, path: str) -> None:
-        if self.update == "batch" and self.weight_bits is not None:
-            raise ConfigError(f"{path}.weight_bits: fixed-point weights need update: example or continual "
-                              f"(the batch loop keeps float weights), got update: batch")
+        for key in ("weight_bits", "state_bits"):
+            if self.update == "batch" and getattr(self, key) is not None:
+                raise ConfigError(f"{path}.{key}: fixed point needs update: example or continual (the batch "
+                                  f"loop keeps float weights and states), got update: batch")
+
+    @property
+    def state_step(self) -> float:
+        """The grid step of the states and traces (0: float)."""
+        return 0.0 if self.state_bits is None else 1.0 / (2**self.state_bits - 1)
 
     @property
     def mode(self) -> int:
@@ -115,7 +124,8 @@ class Grid:
 
 
 def stream_state(seed: int, salt: int) -> np.ndarray:
-    """The seed of one network's xorshift stream (never zero), drawn on the host."""
+    """The starting counter of one network's stream of uniforms (splitmix64 of a counter), drawn on
+    the host from its seed."""
     return np.array([np.random.default_rng([seed, 3, salt]).integers(1, 2**63, dtype=np.uint64)], np.uint64)
 
 
@@ -226,7 +236,7 @@ def train_networks(dyn: EqSpikeConfig, nets: Sequence[Net], data, dtype: str = "
                 chip_kernel(nw.W0s[i], nw.WTs[i], nw.biases[i], accT[i], accb[i], nw.off, Q, Y, part[i],
                             scales[i], dyn.T, dyn.K, dyn.beta, t(1.0), t(nm.alpha), t(1.0 - nm.alpha),
                             t(nm.threshold), nm.reset == "zero", t(nm.leak), act, c.mode, c.free_rerun,
-                            g.lo, g.step, g.top, states[i], raw[i], correct[i:i + 1])
+                            g.lo, g.step, g.top, c.state_step, states[i], raw[i], correct[i:i + 1])
 
             list(pool.map(one, range(len(nets))))
             if ema is not None:

@@ -24,8 +24,9 @@ phases go to an accumulator per synapse and are applied once, after the second p
 Fixed point (``step[m] > 0``): the weights and biases of layer m live on the grid
 lo_m + k step_m, k = 0..top (``top`` = 2^b - 1); a change d goes to k + d / step_m, rounded
 down or up with the probability of its fraction (stochastic rounding: unbiased inside the
-range), then clipped. The uniforms come from one xorshift64* stream per network, seeded on the
-host: the same seed gives the same weights whatever the number of threads.
+range), then clipped. The uniforms come from one counter-based stream per network (splitmix64
+of a counter that starts where the host's seed puts it; a row's draws are counters c .. c + n - 1,
+so the loop vectorises): the same seed gives the same weights whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -35,20 +36,44 @@ import math
 import numpy as np
 from numba import njit
 
+from pipeline.core.compiled import FASTMATH
 from pipeline.models.eqspike.compiled_engine import _complemented, _example_phase
 
 MODE_EXAMPLE, MODE_CONTINUAL = 0, 1
 
 
 @njit(inline="always", error_model="numpy")
+def _mix(z):
+    """splitmix64's output function: a counter -> 64 well-mixed bits (counter-based, so a whole
+    row's draws are independent of each other and the loop vectorises)."""
+    z = z * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(inline="always", error_model="numpy")
+def _u01(z):
+    """The top 53 bits as a uniform in [0, 1) (through int64: a uint64 -> float conversion is
+    several times slower)."""
+    return np.int64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always", error_model="numpy")
 def _uniform(state):
-    """A uniform in [0, 1) from the network's xorshift64* stream ``state[0]`` (advanced)."""
-    x = state[0]
-    x ^= x >> np.uint64(12)
-    x ^= x << np.uint64(25)
-    x ^= x >> np.uint64(27)
-    state[0] = x
-    return float((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    """The next uniform of the network's stream: counter ``state[0]``, advanced by one."""
+    c = state[0]
+    state[0] = c + np.uint64(1)
+    return _u01(_mix(c))
+
+
+@njit(inline="always", error_model="numpy")
+def _round_to(x, u, top):
+    """Stochastic rounding of the grid coordinate x: up with the probability of its fraction, clipped."""
+    k = math.floor(x)
+    if u < x - k:
+        k += 1.0
+    return min(max(k, 0.0), top)
 
 
 @njit(inline="always", error_model="numpy")
@@ -56,13 +81,26 @@ def _put(w, d, lo, step, top, state):
     """w + d, on the grid when ``step > 0`` (w on it already): stochastic rounding, clipped."""
     if step <= 0.0:
         return w + d
-    k0 = round((w - lo) / step)
-    x = k0 + d / step
-    k = math.floor(x)
-    if _uniform(state) < x - k:
-        k += 1
-    k = min(max(k, 0.0), top)
-    return lo + k * step
+    inv = 1.0 / step
+    k0 = math.floor((w - lo) * inv + 0.5)
+    return lo + _round_to(k0 + d * inv, _uniform(state), top) * step
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def _put_row(row, d, lo, step, top, state):
+    """row[i] <- _put(row[i], d[i]) for a whole row, the draws counters state[0] + i (a change of
+    zero leaves its weight: its fraction is 0)."""
+    n = row.shape[0]
+    if step <= 0.0:
+        for i in range(n):
+            row[i] += d[i]
+        return
+    c = state[0]
+    state[0] = c + np.uint64(n)
+    inv = 1.0 / step
+    for i in range(n):
+        k0 = math.floor((row[i] - lo) * inv + 0.5)
+        row[i] = lo + _round_to(k0 + d[i] * inv, _u01(_mix(c + np.uint64(i))), top) * step
 
 
 @njit(error_model="numpy", cache=True)
@@ -117,7 +155,7 @@ def _base(W0, nzi, nzq, cnt, base):
 
 @njit(error_model="numpy", cache=True)
 def _rule_step(W0, WT, bias, accT, accb, direct, scale, pre, ds, t, nzi, nzq, cnt, kf, off, base,
-               lo, step, top, state, spiking):
+               lo, step, top, state, spiking, dbuf):
     """The rule's change of step ``t`` (pre factors ``pre``, state changes ``ds``, layers
     concatenated like the state): applied to the weights (``direct``; kept on the grid, and the
     complemented pixels' ``base`` kept equal to the sum of their rows) or, for the synapses
@@ -132,16 +170,17 @@ def _rule_step(W0, WT, bias, accT, accb, direct, scale, pre, ds, t, nzi, nzq, cn
         n_sp = math.floor(kf[t + 1] * qp) - math.floor(kf[t] * qp)
         if n_sp == 0:
             continue
-        j = nzi[p]
-        f = s0 * n_sp
-        row = W0[j]
-        comp = _complemented(qp)
+        row = W0[nzi[p]]
         for i in range(n1):
-            old = row[i]
-            new = _put(old, f * ds[i], lo[0], step[0], top, state)
-            row[i] = new
-            if comp:
-                base[i] += new - old
+            dbuf[i] = s0 * n_sp * ds[i]
+        if _complemented(qp):  # keep base = the sum of the complemented rows
+            for i in range(n1):
+                base[i] -= row[i]
+            _put_row(row, dbuf, lo[0], step[0], top, state)
+            for i in range(n1):
+                base[i] += row[i]
+        else:
+            _put_row(row, dbuf, lo[0], step[0], top, state)
     # ---- synapses between layers m and m + 1 (WT[m] = W_{m+1}^T, (n_upper, n_lower)) -----
     for m in range(L - 1):
         la, ha, hb = off[m], off[m + 1], off[m + 2]
@@ -208,10 +247,7 @@ def _apply_input(W0, post, nzi, nzq, cnt, kf, t0, lo, step, top, state, d):
                 for _ in range(n_sp):
                     for i in range(n1):
                         d[i] += post[k, i]
-        row = W0[nzi[p]]
-        for i in range(n1):
-            if d[i] != 0.0:
-                row[i] = _put(row[i], d[i], lo[0], step[0], top, state)
+        _put_row(W0[nzi[p]], d, lo[0], step[0], top, state)
     post[:] = 0.0
 
 
@@ -223,23 +259,18 @@ def _apply_accumulated(WT, bias, accT, accb, off, lo, step, top, state):
     for m in range(L - 1):
         W, A = WT[m], accT[m]
         for jj in range(W.shape[0]):
-            for i in range(W.shape[1]):
-                if A[jj, i] != 0.0:
-                    W[jj, i] = _put(W[jj, i], A[jj, i], lo[m + 1], step[m + 1], top, state)
-                    A[jj, i] = 0.0
-    for i in range(bias.shape[0]):
-        if accb[i] != 0.0:
-            m = 0
-            while i >= off[m + 1]:
-                m += 1
-            bias[i] = _put(bias[i], accb[i], lo[m], step[m], top, state)
-            accb[i] = 0.0
+            _put_row(W[jj], A[jj], lo[m + 1], step[m + 1], top, state)
+            A[jj, :] = 0.0
+    for m in range(L):
+        _put_row(bias[off[m]:off[m + 1]], accb[off[m]:off[m + 1]], lo[m], step[m], top, state)
+    accb[:] = 0.0
 
 
 @njit(error_model="numpy", cache=True)
 def _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha, oma, theta, reset_zero, g,
-           act, t0, steps, target, beta, rec, rec_ds, rec_pre, spk, inc):
-    """``steps`` steps of one example from ``t0`` (``_example_phase``, sigma-delta, event input)."""
+           act, t0, steps, target, beta, rec, rec_ds, rec_pre, spk, inc, qs):
+    """``steps`` steps of one example from ``t0`` (``_example_phase``, sigma-delta, event input;
+    ``qs`` > 0: states and traces on the grid of multiples of ``qs``)."""
     n_out = off[-1] - off[-2]
     D = np.zeros((1, 1), s.dtype)
     U = np.zeros((1, 1), s.dtype)
@@ -247,19 +278,20 @@ def _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha
     out_spk = np.zeros(n_out, s.dtype)
     _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, 0,
                    one, alpha, oma, theta, reset_zero, g, 0, act, U, t0, steps, target, beta, rec, False,
-                   rec_ds, rec_pre, spk, inc, out_sum, out_spk, np.iinfo(np.int64).max)
+                   rec_ds, rec_pre, spk, inc, out_sum, out_spk, np.iinfo(np.int64).max, qs)
 
 
 @njit(nogil=True, error_model="numpy", cache=True)
 def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, one, alpha, oma,
-                theta, reset_zero, g, act, mode, rerun, lo, step, top, state, counts, correct):
+                theta, reset_zero, g, act, mode, rerun, lo, step, top, qs, state, counts, correct):
     """Train one network on the examples ``order``, one at a time (``nogil``: the caller runs
     the networks side by side in threads, one network per call, so each is deterministic).
 
     The network: ``W0`` (n_0, n_1), ``WT`` (a tuple: W_{m+1}^T), ``bias`` (flattened like the
     state), accumulators ``accT, accb`` (zero; per-example mode), ``scales[l]`` =
     eta_l / (2 beta), its stream ``state``. ``Q`` the input rates (n_examples, n_0), ``Y`` the
-    labels. ``rerun``: the free phase run again before the second nudged phase (a chip keeps no
+    labels. ``qs`` > 0: the states and traces in fixed point (multiples of ``qs`` on [0, 1],
+    rounded to the nearest). ``rerun``: the free phase run again before the second nudged phase (a chip keeps no
     snapshot); in continual mode the weights have changed since, so it is run; per example it
     would give the same state, so the kernel restores it. Either way ``counts`` hold the first
     free run only: the energy model charges the rerun as a copy of it (``neuromorphic_variants``). ``counts``: free input
@@ -319,7 +351,7 @@ def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, 
         r[:] = 0.0
         c[:] = 0.0
         _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha, oma, theta,
-               reset_zero, g, act, 0, T, target, 0.0, False, rec_ds, rec_pre, spk_free, in_free)
+               reset_zero, g, act, 0, T, target, 0.0, False, rec_ds, rec_pre, spk_free, in_free, qs)
         best = 0
         for i in range(off[L - 1], N):
             if s[i] > s[off[L - 1] + best]:
@@ -342,7 +374,7 @@ def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, 
                     c[:] = 0.0
                     _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha, oma,
                            theta, reset_zero, g, act, 0, T, target, 0.0, False, rec_ds, rec_pre,
-                           spk_rerun, in_rerun)
+                           spk_rerun, in_rerun, qs)
                 else:  # the snapshot (or, per example, the rerun's state: the same)
                     s[:] = fs
                     a[:] = fa
@@ -352,18 +384,18 @@ def chip_kernel(W0, WT, bias, accT, accb, off, Q, Y, order, scales, T, K, beta, 
                 for k in range(K):
                     _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha, oma,
                            theta, reset_zero, g, act, T + k, 1, target, sgn * beta, True, rec_ds[k:k + 1],
-                           rec_pre[k:k + 1], spk_nudged, in_nudged)
+                           rec_pre[k:k + 1], spk_nudged, in_nudged, qs)
                     _rule_step(W0, WT, bias, accT, accb, True, sc, rec_pre[k], rec_ds[k], T + k,
-                               nzi, nzq, cnt, kf, off, base, lo, step, top, state, spiking)
+                               nzi, nzq, cnt, kf, off, base, lo, step, top, state, spiking, d)
             else:
                 _phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, one, alpha, oma, theta,
                        reset_zero, g, act, T, K, target, sgn * beta, True, rec_ds, rec_pre, spk_nudged,
-                       in_nudged)
+                       in_nudged, qs)
                 for k in range(K):
                     for i in range(n1):
                         post[k, i] += sc[0] * rec_ds[k, i]
                     _rule_step(W0, WT, bias, accT, accb, False, sc, rec_pre[k], rec_ds[k], T + k,
-                               nzi, nzq, cnt, kf, off, base, lo, step, top, state, spiking)
+                               nzi, nzq, cnt, kf, off, base, lo, step, top, state, spiking, d)
         if mode != MODE_CONTINUAL:
             _apply_input(W0, post, nzi, nzq, cnt, kf, T, lo, step, top, state, d)
             _apply_accumulated(WT, bias, accT, accb, off, lo, step, top, state)

@@ -117,11 +117,20 @@ def _relax(v, s, g):
         v[i] = (v[i] - s[i]) * g + s[i]
 
 
+@njit(error_model="numpy", cache=True)
+def _quantise(x, q):
+    """x <- the nearest multiple of q (ties away from zero), in place."""
+    for i in range(x.shape[0]):
+        x[i] = math.floor(x[i] / q + 0.5) * q
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D, in_mode,
                    one, alpha, oma, theta, reset_zero, g, model, act, U, t0, steps, target, beta, rec, pre_trace,
-                   rec_ds, rec_pre, spk_count, in_count, out_sum, out_spk, avg_from):
-    """The phase of one example ``b`` (see ``phase_kernel``); ``s, a, r, c`` are its rows."""
+                   rec_ds, rec_pre, spk_count, in_count, out_sum, out_spk, avg_from, qs=0.0):
+    """The phase of one example ``b`` (see ``phase_kernel``); ``s, a, r, c`` are its rows.
+    ``qs`` > 0 (the chip kernel's fixed-point states): every new state s and trace r rounded to
+    the nearest multiple of ``qs`` (their range is [0, 1]); 0 leaves them float."""
     N = s.shape[0]
     L = off.shape[0] - 1
     n1 = off[1]
@@ -147,6 +156,8 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
         else:
             _emit_bernoulli(s, U[k], S, one, zero)
         _trace(r, S, alpha)
+        if qs > 0.0:
+            _quantise(r, qs)
         for m in range(L):
             spk_count[m] += _sum(S[off[m]:off[m + 1]])
         _add_row(out_spk, S[lo_out:])
@@ -171,6 +182,8 @@ def _example_phase(WT, bias, off, s, a, r, c, W0, base, ev_idx, ev_cnt, ev_n, D,
             _nudge(v[lo_out:], target, s[lo_out:], beta)
         if g != one:
             _relax(v, s, g)
+        if qs > 0.0:
+            _quantise(v, qs)
         if rec:
             _diff(rec_ds[k], v, s)
             if pre_trace:
