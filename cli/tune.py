@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         m = protocol.models[model]
         names = [experiment_name(model, i) for i in range(len(m.candidates))]
         results = experiment_results(cfg.tracking.experiment, names, m.stage)
-        merged = dict(raw)
-        if model == "eqspike_variant":
-            merged = type(cfg).prepare(raw)
+        merged = type(cfg).prepare(raw)  # the variant's keys merged over eqspike's; the rest as composed
         defaults = dotted(merged, [*m.knobs, *m.fixed])
         try:
             chosen = select(model, m, results, protocol.validation, defaults)

@@ -77,6 +77,46 @@ def test_positive_control_recovers_the_predicted_window():
     assert win["area_ratio"]["value"] == pytest.approx(expected_ratio, rel=0.15)
 
 
+def test_sigma_delta_control_trains_have_the_asked_rates_and_are_periodic():
+    rng = np.random.default_rng(0)
+    rates = np.array([0.1, 0.25, 0.5, 1.0])
+    trains = stdp._trains(rng, 400, 30, rates, "sigma_delta")
+    np.testing.assert_allclose(trains.mean(axis=(0, 1)), rates, atol=0.01)
+    # deterministic at a constant rate: the 0.25 train repeats every 4 steps
+    np.testing.assert_array_equal(trains[4:, :, 1], trains[:-4, :, 1])
+    with pytest.raises(ValueError, match="unknown kind"):
+        stdp._trains(rng, 10, 2, rates, "nope")
+
+
+def test_theory_area_ratio_and_the_check_of_a_control():
+    """The truncated theory's ratio by hand (g = 1: the negative lobe is one bin), and the
+    check says whether an interval holds it."""
+    a = 0.25
+    # g = 1: dt >= 0: a (1-a)^dt (1 - (1-a)) = a^2 (1-a)^dt; dt = -1: -a; dt < -1: 0
+    pos = sum(a * a * (1 - a) ** d for d in range(1, 4))
+    assert stdp.theory_area_ratio(3, a, 1.0) == pytest.approx(a / pos)
+    from pipeline.analysis.stdp_study import theory_check
+
+    win = {"area_ratio": {"value": 1.3, "lo": 1.2, "hi": 1.4}}
+    assert theory_check(win, 1.37)["area_ratio_recovered"]
+    miss = theory_check(win, 1.5)
+    assert not miss["area_ratio_recovered"] and "below" in miss["sentence"]
+
+
+def test_positive_control_at_network_rates_runs_in_both_train_kinds():
+    """Per-synapse rates (the network's), Poisson and sigma-delta: a potentiation lobe recovered
+    by both (the post state jumps at the post spike), measured with the same estimator."""
+    rates_pre = np.full(50, 0.08)
+    rates_post = np.linspace(0.05, 0.2, 50)
+    for trains in ("poisson", "sigma_delta"):
+        recs = stdp.synthetic_recording(100, 120, 60, 50, rates_pre, rates_post, tau_m=4.0, tau_syn=8.0, jump=0.1,
+                                        seed=2, trains=trains)
+        assert recs[0].pre.shape == (120, 20, 50)
+        win = stdp.window(stdp.Sums.collect(recs, "trace", 10, 100, control="other_example"),
+                          stdp.bootstrap_weights(100, 100, 0), 10)
+        assert win["lobe_pos"]["lo"] > 0, trains
+
+
 def test_negative_control_is_flat_within_its_interval():
     win, _ = _control_window(False)
     assert stdp.verdict(win)[0] == "no window"

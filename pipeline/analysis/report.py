@@ -144,11 +144,14 @@ def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
             rows.append([f"C5 STDP window, {model} (g {m['leak']:g}), hidden synapses, pre->post trace term",
                          "STDP-like window (tau+ 16.8 ms, tau- 33.7 ms)", stdp_taus(main),
                          f"area ratio {fmt_iv(main['area_ratio'], '.2f')} (theory 1)", main["verdict"]])
-        controls = {c["expected"]["verdict"]: c for c in stdp.get("controls", {}).values() if isinstance(c, dict)}
+        controls = {n: c for n, c in stdp.get("controls", {}).items() if isinstance(c, dict)}
         if controls:
             rows.append(["C5 controls (synthetic post neuron, same recorder)", "positive: STDP-like; negative: flat",
-                         "; ".join(f"expected {k}: {c['verdict']}" for k, c in controls.items()), "", 
-                         "the measurement can tell" if all(c["verdict"] == k for k, c in controls.items())
+                         "; ".join(f"{n}: {c['verdict']} (expected {c['expected']['verdict']})"
+                                   + (f", {c['theory']['sentence']}" if "theory" in c else "")
+                                   for n, c in controls.items()), "",
+                         "the measurement can tell" if all(c["verdict"] == c["expected"]["verdict"]
+                                                           for c in controls.values())
                          else "a control failed: the network's verdicts are not evidence"])
         for model, p in stdp.get("pairing", {}).items():
             f, ms = p["terms"]["trace"]["fit_steps"], stdp["step_ms"]
@@ -195,7 +198,8 @@ def stdp_rows(stdp: dict) -> list[list[str]]:
     for name, c in stdp["controls"].items():
         if isinstance(c, dict) and "lobe_pos" in c:
             rows.append(["synthetic", name, "trace", fmt_iv(c["lobe_pos"]), fmt_iv(c["lobe_neg"]), stdp_taus(c),
-                         fmt_iv(c["area_ratio"], ".2f"), f"{c['verdict']} (expected: {c['expected']['verdict']})"])
+                         fmt_iv(c["area_ratio"], ".2f"), f"{c['verdict']} (expected: {c['expected']['verdict']})"
+                         + (f"; {c['theory']['sentence']}" if "theory" in c else "")])
     return rows
 
 

@@ -404,21 +404,46 @@ def theory_window(dts: np.ndarray, alpha: float, g: float, jump: float = 1.0) ->
     return np.where(d >= 0, pos, neg)
 
 
-def synthetic_recording(n_examples: int, steps: int, first: int, k: int, rate_pre: float, rate_post: float,
+TRAINS = ("poisson", "sigma_delta")
+
+
+def _trains(rng, steps: int, B: int, rates: np.ndarray, kind: str) -> np.ndarray:
+    """Spike trains ``(steps, B, k)`` at one rate per synapse (``rates``, ``(k,)``): Poisson
+    (Bernoulli per step) or sigma-delta (deterministic and periodic, as the network's neurons at
+    a constant rate: a spike whenever phi + t q passes an integer, phi uniform per
+    synapse-example)."""
+    if kind == "poisson":
+        return (rng.random((steps, B, rates.size)) < rates).astype(np.float32)
+    if kind != "sigma_delta":
+        raise ValueError(f"trains: unknown kind {kind!r} (one of {TRAINS})")
+    phi = rng.random((B, rates.size))
+    counts = np.floor(phi + np.arange(steps + 1).reshape(-1, 1, 1) * rates)
+    return np.minimum(np.diff(counts, axis=0), 1.0).astype(np.float32)
+
+
+def synthetic_recording(n_examples: int, steps: int, first: int, k: int, rate_pre, rate_post,
                         tau_m: float, tau_syn: float, jump: float, seed: int, coupled: bool = True,
-                        batch: int = 20) -> list[Recording]:
-    """Recordings of a synthetic synapse group, in the network recorder's format: Poisson pre and
-    post spikes; the post state jumps by ``jump`` at each post spike (``coupled``) or at the spikes
+                        batch: int = 20, trains: str = "poisson") -> list[Recording]:
+    """Recordings of a synthetic synapse group, in the network recorder's format: pre and post
+    spikes (``trains``: Poisson, or sigma-delta as the network's neurons emit them) at
+    ``rate_pre``/``rate_post`` (scalars, or one rate per synapse ``(k,)``: the network's measured
+    rates); the post state jumps by ``jump`` at each post spike (``coupled``) or at the spikes
     of an independent hidden train (``coupled=False``: post spikes unrelated to the state) and
     relaxes with time constant ``tau_m`` (g = 1 - exp(-1 / tau_m))."""
     rng = np.random.default_rng(seed)
     g = 1.0 - math.exp(-1.0 / tau_m)
+    scalar = not np.ndim(rate_pre) and not np.ndim(rate_post)
     out = []
     for b0 in range(0, n_examples, batch):
         B = min(batch, n_examples - b0)
-        pre = (rng.random((steps, B, k)) < rate_pre).astype(np.float32)
-        post = (rng.random((steps, B, k)) < rate_post).astype(np.float32)
-        drive = post if coupled else (rng.random((steps, B, k)) < rate_post).astype(np.float32)
+        if scalar and trains == "poisson":  # the original draws, in their order
+            pre = (rng.random((steps, B, k)) < rate_pre).astype(np.float32)
+            post = (rng.random((steps, B, k)) < rate_post).astype(np.float32)
+            drive = post if coupled else (rng.random((steps, B, k)) < rate_post).astype(np.float32)
+        else:
+            rp, rq = (np.broadcast_to(np.asarray(r, dtype=np.float64), (k,)) for r in (rate_pre, rate_post))
+            pre, post = _trains(rng, steps, B, rp, trains), _trains(rng, steps, B, rq, trains)
+            drive = post if coupled else _trains(rng, steps, B, rq, trains)
         s = np.zeros((steps + 1, B, k))
         for t in range(steps):
             s[t + 1] = (1.0 - g) * s[t] + jump * drive[t]
@@ -426,6 +451,14 @@ def synthetic_recording(n_examples: int, steps: int, first: int, k: int, rate_pr
         out.append(Recording(pre=pre, post=post, ds_pre=None, ds_post=ds, scale=1.0, alpha=1.0 / tau_syn,
                              examples=np.arange(b0, b0 + B)))
     return out
+
+
+def theory_area_ratio(max_dt: int, alpha: float, g: float) -> float:
+    """The area ratio -lobe(dt < 0) / lobe(dt > 0) of ``theory_window`` truncated to |dt| <= max_dt,
+    as ``window`` measures it (dt = 0 in neither lobe)."""
+    d = np.arange(-max_dt, max_dt + 1)
+    w = theory_window(d, alpha, g)
+    return float(-w[d < 0].sum() / w[d > 0].sum())
 
 
 # --------------------------------------------------------------------------------------------

@@ -111,6 +111,32 @@ def window_table(win: dict) -> dict:
             for k in ("dt", "mean", "lo", "hi", "raw_mean", "control_mean", "pairs")}
 
 
+def measured_rates(recs, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` (pre, post) rate pairs drawn from the recorded synapse-examples (spikes per step over
+    each nudged phase) whose two neurons both fire: the network's own rates, as pairs."""
+    pre = np.concatenate([r.pre[r.first:].mean(axis=0).ravel() for r in recs])
+    post = np.concatenate([r.post[r.first:].mean(axis=0).ravel() for r in recs])
+    both = (pre > 0) & (post > 0)
+    if not both.any():
+        raise ValueError("stdp: no recorded synapse whose two neurons both fire: no network rate to copy")
+    pick = np.random.default_rng([seed, 11]).choice(np.flatnonzero(both), size=k)
+    return pre[pick], post[pick]
+
+
+def theory_check(win: dict, theory_ratio: float) -> dict:
+    """Whether a positive control recovers the theory's area ratio (truncated to the window)
+    within its interval, and a sentence that says which way it misses."""
+    ar = win["area_ratio"]
+    ok = bool(ar["lo"] <= theory_ratio <= ar["hi"]) if math.isfinite(ar["lo"]) else False
+    if ok:
+        sentence = f"area ratio {ar['value']:.2f} [{ar['lo']:.2f}, {ar['hi']:.2f}] holds the theory's {theory_ratio:.2f}"
+    else:
+        side = "below" if ar["value"] < theory_ratio else "above"
+        sentence = (f"area ratio {ar['value']:.2f} [{ar['lo']:.2f}, {ar['hi']:.2f}] is {side} the theory's "
+                    f"{theory_ratio:.2f} for isolated pairs")
+    return {"theory_area_ratio": theory_ratio, "area_ratio_recovered": ok, "sentence": sentence}
+
+
 def learning_windows(mcfg: EqSpikeConfig, params, data, sc: StdpCfg, xp, n: int) -> dict:
     """The trained rule's main window (spike factor: the applied term) of every synapse group for
     the weights ``params`` (a snapshot during learning), with the same control and intervals."""
@@ -148,8 +174,11 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
     weights_boot = None
 
     # ---- the trained networks ------------------------------------------------------------
+    first_recs = None
     for model, (mcfg, params) in models.items():
         recs, n_ex = record(mcfg, sc, params, data, xp, n)
+        if first_recs is None:
+            first_recs = [r for ph in stdp.PHASES for r in recs.get((1, ph), [])]
         if weights_boot is None or weights_boot.shape[1] != n_ex:
             weights_boot = stdp.bootstrap_weights(n_ex, sc.bootstrap, sc.seed)
         g = mcfg.neuron.leak
@@ -199,24 +228,41 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
         print(f"{model}: " + "; ".join(f"{grp} {t}: {verdicts[(grp, t)]}" for grp in GROUPS.values() for t in stdp.TERMS))
 
     # ---- controls with a known answer (the same recorder format and analysis) ------------------
+    # three positive controls: Poisson at a low rate (isolated pairs: the theory's setting), then
+    # at the first model's own measured rates (hidden synapses: pre and post rate of each
+    # recorded synapse-example), as Poisson and as the sigma-delta trains the network emits
     reference = next(iter(models.values()))[0]  # the first model's neuron and phases
     tau_syn = reference.neuron.tau_syn_steps
     g_ctrl = 1.0 - math.exp(-1.0 / sc.control_tau_m)
+    theory_ratio = stdp.theory_area_ratio(W, 1.0 / tau_syn, g_ctrl)
+    rate_pre, rate_post = measured_rates(first_recs, CONTROL_SYNAPSES, sc.seed)
+    detail["controls_rates"] = {"pre": [float(v) for v in rate_pre], "post": [float(v) for v in rate_post],
+                                "from": "the first model's hidden synapses, nudged phases (spikes per step)"}
     ctrl_windows = {}
-    for name, coupled in (("positive control (state jumps at the post spike)", True),
-                          ("negative control (post spikes independent of the state)", False)):
+    setups = (("positive control (state jumps at the post spike)", True, "poisson", CONTROL_RATE, CONTROL_RATE),
+              ("negative control (post spikes independent of the state)", False, "poisson", CONTROL_RATE, CONTROL_RATE),
+              ("positive control at the network's rates, Poisson trains", True, "poisson", rate_pre, rate_post),
+              ("positive control at the network's rates, sigma-delta trains", True, "sigma_delta", rate_pre,
+               rate_post))
+    for name, coupled, trains, r_pre, r_post in setups:
         recs = stdp.synthetic_recording(n, 2 * (reference.T // 2 + reference.K), reference.T // 2, CONTROL_SYNAPSES,
-                                        CONTROL_RATE, CONTROL_RATE, sc.control_tau_m, tau_syn, CONTROL_JUMP, sc.seed,
-                                        coupled)
-        win = stdp.window(stdp.Sums.collect(recs, "trace", W, n, control=sc.control, stationary=sc.stationary), stdp.bootstrap_weights(n, sc.bootstrap, sc.seed), W)
+                                        r_pre, r_post, sc.control_tau_m, tau_syn, CONTROL_JUMP, sc.seed,
+                                        coupled, trains=trains)
+        win = stdp.window(stdp.Sums.collect(recs, "trace", W, n, control=sc.control, stationary=sc.stationary),
+                          stdp.bootstrap_weights(n, sc.bootstrap, sc.seed), W)
         fit = stdp.fit_window(win, min(FIT_BOOTSTRAP, sc.bootstrap))
-        detail["controls"][name] = {**summarise(win, fit, sc.step_ms), "window": window_table(win),
-                                    "expected": {"tau_plus_steps": -1.0 / math.log(1.0 - 1.0 / tau_syn),
-                                                 "tau_minus_steps": sc.control_tau_m,
-                                                 "verdict": "STDP-like" if coupled else "no window"}}
+        entry = {**summarise(win, fit, sc.step_ms), "window": window_table(win), "trains": trains,
+                 "expected": {"tau_plus_steps": -1.0 / math.log(1.0 - 1.0 / tau_syn),
+                              "tau_minus_steps": sc.control_tau_m,
+                              "verdict": "STDP-like" if coupled else "no window"}}
+        if coupled:
+            entry["theory"] = theory_check(win, theory_ratio)
+        detail["controls"][name] = entry
         ctrl_windows[name] = win
-        flat[f"control.{'positive' if coupled else 'negative'}.stdp_like"] = float(
-            detail["controls"][name]["verdict"] == "STDP-like")
+        key = "negative" if not coupled else ("positive" if r_pre is CONTROL_RATE else f"positive_{trains}_network_rates")
+        flat[f"control.{key}.stdp_like"] = float(entry["verdict"] == "STDP-like")
+        if coupled:
+            flat[f"control.{key}.area_ratio_within_theory"] = float(entry["theory"]["area_ratio_recovered"])
     detail["controls"]["theory_window_positive"] = [
         float(v) * CONTROL_JUMP for v in stdp.theory_window(np.arange(-W, W + 1), 1.0 / tau_syn, g_ctrl)]
 

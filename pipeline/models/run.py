@@ -15,11 +15,14 @@ import ast
 import csv
 import hashlib
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from pipeline.core.backend import device_name
 from pipeline.core.io import SeedPaths, WeightsError, atomic_write, load_params, write_json
@@ -238,7 +241,7 @@ def train_and_write(model, model_cfg, data: Dataset, seed: int, dtype: str, run:
         if not src.is_file():  # a checkpoint from before snapshots were kept
             print(f"warning: no snapshot of epoch {e} beside {ckpt}", file=sys.stderr)
             continue
-        atomic_write(out.snapshot(e), lambda p, src=src: p.write_bytes(src.read_bytes()))
+        atomic_write(out.snapshot(e), lambda p, src=src: shutil.copyfile(src, p))
     write_json(out.metrics, metrics)
     write_csv(out.curve_csv, history)
     atomic_write(out.curve_png, lambda p: learning_curves(history, p, f"{title}, seed {seed}", reference))
@@ -255,7 +258,5 @@ WEIGHTS_CONTENTS = ("W<l>, b<l>: the raw weights, what the learning rule left in
 def save_predictions(path: Path, predictions: dict, labels) -> None:
     """``.npz`` of the test set's labels and per-example predicted classes (``predicted``: raw
     weights; ``predicted_averaged``: the average; EqSpike's ``predicted_spike_count*``)."""
-    import numpy as np
-
     with open(path, "wb") as f:
         np.savez(f, labels=np.asarray(labels).astype(np.int8), **predictions)
