@@ -1,7 +1,8 @@
 """DVC stage ``chip_table`` (chip/dvc.yaml): the table "As a chip would run it": per row the test
 accuracy of the raw weights with its interval and the C1 verdict (``aggregate.margins``), the
 cost against the reference, energy per example with the C4 chip preset (``energy.headline``),
-memory per synapse; the figure, accuracy against weight bits per update mode.
+memory per synapse; the figure, accuracy against weight bits per update mode; and the page "As a
+chip would run it" beside the paper's report (``report.out.chip_markdown``, ``chip_html``).
 
     python -m stages.chip_table
     python -m stages.chip_table energy.headline.neuromorphic=truenorth
@@ -10,12 +11,13 @@ memory per synapse; the figure, accuracy against weight bits per update mode.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import zipfile
 
 import numpy as np
 
-from pipeline.analysis import chip_study, energy_study
+from pipeline.analysis import chip_study, energy_study, report
 from pipeline.config import Config
 from pipeline.core.io import atomic_write, write_json
 from runner.config import REPO
@@ -52,9 +54,16 @@ def worker(cfg: Config, run: Run) -> None:
     write_json(REPO / out.table, tab)
     atomic_write(REPO / out.table_md, lambda p: p.write_text(chip_study.markdown(tab)))
     atomic_write(REPO / out.figure, lambda p: chip_study.figure(tab, p))
+    # the page "As a chip would run it", beside the paper's report
+    page_md, page_html = REPO / cfg.report.out.chip_markdown, REPO / cfg.report.out.chip_html
+    figure = os.path.relpath(REPO / out.figure, page_md.parent)
+    blocks = report.chip_blocks(tab, chip_study.markdown(tab), figure)
+    atomic_write(page_md, lambda p: p.write_text(report.to_markdown(blocks)))
+    atomic_write(page_html, lambda p: p.write_text(report.to_html(blocks, "EqSpike as a chip would run it",
+                                                                  page_html.parent)))
     for r in tab["rows"]:
         run.metrics({f"{r['name']}_test_accuracy": r["test_accuracy"]})
-    for path in (out.table, out.table_md, out.figure):
+    for path in (out.table, out.table_md, out.figure, cfg.report.out.chip_markdown, cfg.report.out.chip_html):
         run.artifact(REPO / path)
     print(chip_study.markdown(tab))
 

@@ -244,6 +244,7 @@ def test_the_chip_pipeline_end_to_end_declares_what_it_reads(mnist_like_dir, mlf
               "chip.selection.lr_scales=[0.05,0.2]", f"chip.out.selection={out / 'sel.json'}",
               f"chip.out.rows={out / 'rows.json'}", f"chip.out.table={out / 't.json'}",
               f"chip.out.table_md={out / 't.md'}", f"chip.out.figure={out / 'f.png'}",
+              f"report.out.chip_markdown={out / 'page' / 'CHIP.md'}", f"report.out.chip_html={out / 'page' / 'CHIP.html'}",
               "chip.rows=[{name: reference, update: batch, average: true, free_rerun: false, seeds: [0, 1]},"
               "{name: example_4bit, update: example, weight_bits: 4, seeds: [0, 1]},"
               "{name: continual_2bit, update: continual, weight_bits: 2, seeds: [0]}]"]
@@ -262,3 +263,7 @@ def test_the_chip_pipeline_end_to_end_declares_what_it_reads(mnist_like_dir, mlf
     assert four["energy_per_example"]["training_total_j"] > four["energy_per_example"]["training_dynamic_j"] > 0
     assert (out / "f.png").read_bytes()[:4] == b"\x89PNG"
     assert "one seed" in (out / "t.md").read_text()
+    page = (out / "page" / "CHIP.md").read_text()
+    assert page.startswith("# EqSpike as a chip would run it") and "](../f.png)" in page
+    html_page = (out / "page" / "CHIP.html").read_text()
+    assert "<table>" in html_page and "data:image/png;base64," in html_page, "the figure inlined"

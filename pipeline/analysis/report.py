@@ -36,6 +36,9 @@ class ReportOutCfg:
     markdown: str = opt("report/REPORT.md")
     html: str = opt("report/REPORT.html")
     headline_dir: str = opt("metrics")  # one file per headline figure (pipeline/analysis/headline.py)
+    # "As a chip would run it": its own page, written by the chip pipeline's chip_table stage
+    chip_markdown: str = opt("report/CHIP.md")
+    chip_html: str = opt("report/CHIP.html")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,6 +271,39 @@ def comparison_rows(published: Sequence[dict], ours: Sequence[dict]) -> list[lis
     rows.sort(key=lambda r: -r["accuracy"])
     return [[("**" + r["method"] + "**") if r["ours"] else r["method"], r["learning"], r["network"],
              pct(r["accuracy"]) + (" (recalled)" if r.get("recalled") else ""), r["source"]] for r in rows]
+
+
+def markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """A Markdown table (header, separator, rows) back to its header and rows of cells."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip().startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    if len(cells) < 2:
+        raise ValueError("not a Markdown table: needs a header and a separator line")
+    return cells[0], cells[2:]
+
+
+def chip_blocks(tab: dict, table_md: str, figure: str) -> list[Block]:
+    """The page "As a chip would run it" (``chip_table`` writes it): the scale, the rule, the
+    learning rates chosen per update mode, the table (``table_md``) and the figure."""
+    header, rows = markdown_table(table_md)
+    sel = tab.get("selection", {})
+    chosen = "; ".join(f"{mode}: lr_scale {m['lr_scale']} ({m['why']}{', at the edge of the values tried' if m.get('at_edge') else ''})"
+                       for mode, m in sel.get("modes", {}).items())
+    return [
+        ("h", 1, "EqSpike as a chip would run it"),
+        ("p", f"Scale: {tab['n_train']:,} training examples, {tab['epochs']} epochs, {tab['n_test']:,} test "
+              "examples, the paper's network. Accuracy of the raw weights; intervals (95 %) over seeds and test "
+              f"examples; verdict against the paper's {100 * tab['paper']:.1f} % +- {100 * tab['margin']:.1f} points "
+              "(the C1 rule); cost = reference minus the row, paired by seed, in points. Energy per example with "
+              f"the C4 chip preset {tab['preset']} in both conventions (total: events plus static power over the run "
+              "time; dynamic: events only), from each row's own event counts; memory per synapse: weight + "
+              "accumulator + average bits."),
+        ("p", "Learning rates chosen on the validation split (eqspike.lr x lr_scale; "
+              f"{sel.get('n_val', 0):,} held-out examples, seed {sel.get('seed')}, the rule of every model): {chosen}."),
+        ("table", header, rows),
+        ("img", figure, "test accuracy (raw weights) against weight bits, one line per update mode; bars: 95 % "
+                        "intervals of the five-seed rows"),
+    ]
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
@@ -590,9 +626,9 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
         ("p", "What EqSpike reaches under a chip's constraints (updates per example or continual, no weight "
               "average, b-bit fixed-point weights with stochastic rounding, the free phase rerun) and what each "
               "costs in accuracy, energy and memory per synapse is its own pipeline, beside this one: "
-              "dvc repro chip/dvc.yaml (docs/chip.md). Its table is results/chip/table.md, its figure "
-              "plots/chip_bits.png (accuracy against weight bits per update mode); the paper's dvc repro, which "
-              "made this report, does not train it."),
+              "dvc repro chip/dvc.yaml (docs/chip.md). Its table and figure (accuracy against weight bits per "
+              "update mode) are the page CHIP.md / CHIP.html beside this report, written by that pipeline; the "
+              "paper's dvc repro, which made this report, does not train it."),
         ("h", 2, "Run"),
         ("table", ["item", "value"], [
             ["git commit", facts["commit"]],
