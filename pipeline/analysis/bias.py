@@ -191,12 +191,23 @@ def mean_update(updates: Sequence[list]) -> list:
     return [sum(u[l] for u in updates) / len(updates) for l in range(len(updates[0]))]
 
 
+def as_float64(params: Params) -> Params:
+    """A float64 copy of the weights (the check compares updates to ~1e-16, not float32's 1e-7)."""
+    return Params([w.astype(np.float64) for w in params.W], [v.astype(np.float64) for v in params.b])
+
+
+def scaled_descent(grad, rate) -> list:
+    """The descent direction -grad scaled, per layer, to the norm of rate EP's update: a reference
+    of the same size, so that the comparison reads direction and relative size."""
+    return [-g * np.linalg.norm(r) / max(np.linalg.norm(g), 1e-30) for g, r in zip(grad, rate)]
+
+
 def check(params: Params, x, y, dyn: eqspike.SpikeDynamics, lr: Sequence[float], realisations: Sequence[int],
           seed: int) -> dict:
     """The comparisons at one beta: EqSpike averaged over each R of ``realisations`` (running
     average of the same draws) against rate EP and the gradient; rate EP against the gradient;
     the lagged rule (no same-step term) at the largest R."""
-    params = Params([w.astype(np.float64) for w in params.W], [v.astype(np.float64) for v in params.b])
+    params = as_float64(params)
     x, y = x.astype(np.float64), y.astype(np.float64)
     R = max(realisations)
     spikes = eqspike_update(params, x, y, dyn, lr, R, seed)
@@ -204,7 +215,7 @@ def check(params: Params, x, y, dyn: eqspike.SpikeDynamics, lr: Sequence[float],
     rate = rate_update(params, x, y, dyn, lr)
     same = same_dynamics_rate_update(params, x, y, dyn, lr)
     grad = bptt_gradient(params, x, y, dyn.T, dyn.activation)
-    descent = [-g * np.linalg.norm(r) / max(np.linalg.norm(g), 1e-30) for g, r in zip(grad, rate)]
+    descent = scaled_descent(grad, rate)
     return {
         "beta": dyn.beta,
         "by_realisations": {int(r): {"vs_rate": compare(mean_update(spikes[:r]), rate),
@@ -227,7 +238,7 @@ def headline(params: Params, batches, dyn: eqspike.SpikeDynamics, lr: Sequence[f
     the cosine per batch and its summary over batches (mean, std, 95 % interval)."""
     from pipeline.analysis import stats
 
-    params = Params([w.astype(np.float64) for w in params.W], [v.astype(np.float64) for v in params.b])
+    params = as_float64(params)
     per_batch: dict[str, list[list[float]]] = {c: [] for c in COMPARISONS}
     for x, y in batches:
         x, y = x.astype(np.float64), y.astype(np.float64)
@@ -235,7 +246,7 @@ def headline(params: Params, batches, dyn: eqspike.SpikeDynamics, lr: Sequence[f
         same = same_dynamics_rate_update(params, x, y, dyn, lr)
         rate = rate_update(params, x, y, dyn, lr)
         grad = bptt_gradient(params, x, y, dyn.T, dyn.activation)
-        descent = [-g * np.linalg.norm(r) / max(np.linalg.norm(g), 1e-30) for g, r in zip(grad, rate)]
+        descent = scaled_descent(grad, rate)
         pairs = {"spikes_vs_same_dynamics_rate": (spikes, same), "spikes_vs_rate_ep": (spikes, rate),
                  "spikes_vs_gradient": (spikes, descent), "same_dynamics_rate_vs_gradient": (same, descent),
                  "same_dynamics_rate_vs_rate_ep": (same, rate), "rate_ep_vs_gradient": (rate, descent)}
