@@ -62,16 +62,17 @@ def aggregate(per_seed: dict[str, list[dict]], predictions: dict[str, list[dict]
                 raise ValueError(f"{model} seed {seed}: its predictions are of another test set than "
                                  f"{MODELS[0]} seed {seeds[0]}'s: the gaps cannot be paired")
     summaries: dict[str, dict] = {}
+    correct: dict[tuple[str, str], np.ndarray | None] = {}  # (model, read-out) -> (seeds, examples) 0/1, built once
     for model, rows in per_seed.items():
         figs = {f: stats.summary([r[f] for r in rows]) for f in SCALARS if all(f in r for r in rows)}
         for figure, key in READOUTS.items():
-            c = correct_matrix(predictions[model], key)
+            c = correct[(model, key)] = correct_matrix(predictions[model], key)
             if c is not None:
                 figs[figure] = stats.accuracy_interval(c)
         summaries[model] = figs
     gaps = {}
     for name, (a, b, key) in GAPS.items():
-        ca, cb = correct_matrix(predictions[a], key), correct_matrix(predictions[b], key)
+        ca, cb = (correct[(m, key)] if (m, key) in correct else correct_matrix(predictions[m], key) for m in (a, b))
         if ca is not None and cb is not None:
             gaps[name] = stats.paired_gap(ca, cb)
     aids = like_for_like(per_seed)
