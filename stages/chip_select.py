@@ -1,5 +1,6 @@
-"""DVC stage ``chip_select`` (chip/dvc.yaml): the learning rates of each chip update mode (per
-example, continual) chosen on the validation split, the same rule as every model's
+"""DVC stage ``chip_select`` (chip/dvc.yaml): the learning rate of every update mode of the rows
+(the batch-20 reference, per example, continual) chosen on the validation split, with the same
+budget and rule for each, the rule of every model
 (``pipeline/analysis/chip_study.py``); writes ``chip.out.selection``.
 
     python -m stages.chip_select
@@ -28,7 +29,8 @@ def worker(cfg: Config, run: Run) -> None:
     for mode, m in result["modes"].items():
         run.metrics({f"lr_scale_{mode}": m["lr_scale"]})
         print(f"{mode}: lr_scale {m['lr_scale']} ({m['why']}); "
-              + ", ".join(f"{c['lr_scale']}: {100 * c['val_accuracy']:.2f} %" for c in m["candidates"]))
+              + ", ".join(f"{c['lr_scale']:g}: " + ("diverged" if c["val_accuracy"] is None
+                                                     else f"{100 * c['val_accuracy']:.2f} %") for c in m["candidates"]))
 
 
 main = stage_main("chip_select", worker)

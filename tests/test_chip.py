@@ -225,6 +225,31 @@ def test_fixed_point_in_the_batch_loop_and_unsupported_dynamics_are_named():
         train_networks(dynamics("eqspike/neuron=bernoulli"), [Net(0, chip())], dataset(n_train=4), progress=False)
 
 
+def test_the_rule_picks_within_one_standard_error_and_a_diverged_candidate_loses():
+    from pipeline.analysis.chip_study import choose
+
+    out = choose([0.05, 0.1, 0.2], [0.90, 0.905, None], 2000)  # +0.5 points < 1 SE (0.67)
+    assert out["lr_scale"] == 0.05 and "within one standard error" in out["why"]
+    assert out["candidates"][2]["diverged"]
+    out = choose([0.05, 0.1, 0.2], [0.90, 0.93, 0.91], 2000)
+    assert out["lr_scale"] == 0.1 and not out["at_edge"]
+    with pytest.raises(ValueError, match="default learning rate diverged"):
+        choose([0.05, 0.1], [None, 0.9], 2000)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_a_diverging_network_is_marked_and_the_others_go_on():
+    """A learning rate beyond float32 (inf) makes the weights non-finite: that network is marked
+    diverged, its neighbour trains on."""
+    dyn = dynamics()
+    data = replace(dataset(n_train=40), x_val=dataset(n_train=20, seed=1).x_train,
+                   y_val=dataset(n_train=20, seed=1).y_train)
+    _, records, _, _ = train_networks(dyn, [Net(0, chip(lr_scale=1e40)), Net(0, chip(lr_scale=0.05))], data,
+                                      progress=False)
+    assert records[0][-1].get("diverged") and "val_accuracy" not in records[0][-1]
+    assert not records[1][-1].get("diverged") and 0 <= records[1][-1]["val_accuracy"] <= 1
+
+
 def test_a_bad_row_stops_the_stage_before_any_work(capsys):
     from stages import chip_select
 
@@ -241,7 +266,7 @@ def test_the_chip_pipeline_end_to_end_declares_what_it_reads(mnist_like_dir, mlf
     _, data = mnist_like_dir
     out = tmp_path / "chip"
     common = [*data, *SMALL, "chip.epochs=1", "chip.n_train=200", "chip.selection.validation=50",
-              "chip.selection.lr_scales=[0.05,0.2]", f"chip.out.selection={out / 'sel.json'}",
+              "chip.selection.factors=[1,4]", f"chip.out.selection={out / 'sel.json'}",
               f"chip.out.rows={out / 'rows.json'}", f"chip.out.table={out / 't.json'}",
               f"chip.out.table_md={out / 't.md'}", f"chip.out.figure={out / 'f.png'}",
               f"report.out.chip_markdown={out / 'page' / 'CHIP.md'}", f"report.out.chip_html={out / 'page' / 'CHIP.html'}",
@@ -251,7 +276,12 @@ def test_the_chip_pipeline_end_to_end_declares_what_it_reads(mnist_like_dir, mlf
     for stage in ("chip_select", "chip_train", "chip_table"):
         read = run_stage(monkeypatch, stage, common)
         assert undeclared(stage, read) == [], stage
+    sel = json.loads((out / "sel.json").read_text())
+    assert set(sel["modes"]) == {"batch", "example", "continual"}, "every update mode of the rows, the reference's too"
+    assert [c["lr_scale"] for c in sel["modes"]["batch"]["candidates"]] == [1.0, 4.0]
+    assert [c["lr_scale"] for c in sel["modes"]["example"]["candidates"]] == [0.05, 0.2]
     tab = json.loads((out / "t.json").read_text())
+    assert tab["rows"][0]["lr_scale"] == sel["modes"]["batch"]["lr_scale"]
     assert [r["name"] for r in tab["rows"]] == ["reference", "example_4bit", "continual_2bit"]
     ref, four, two = tab["rows"]
     assert ref["ci_low"] is not None and two["ci_low"] is None and two["verdict"] == "one seed"

@@ -31,9 +31,7 @@ from pipeline.models.eqspike.chip import UPDATES, ChipCfg, Net, train_networks
 from pipeline.models.eqspike.dynamics import EqSpikeConfig
 from pipeline.models.eqspike.model import EqSpikeModel
 from pipeline.models.eqspike.schedule import evaluate
-from pipeline.models.train import fit
-
-CHIP_MODES = ("example", "continual")  # the update modes whose learning rates are chosen here
+from pipeline.models.train import DivergenceError, fit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,15 +51,26 @@ class RowCfg(Checked):
 
 @dataclass(frozen=True, kw_only=True)
 class SelectionCfg(Checked):
-    """How the learning rates of the chip modes are chosen: ``lr_scales`` (eqspike.lr x each;
-    the first is the default) trained side by side on seed ``seed`` with the last ``validation``
-    training examples held out, the selection rule of every model (``selection.standard_error``)."""
+    """How the learning rates of every update mode are chosen, with the same budget and rule for
+    each: the mode's default learning-rate factor (``defaults[mode]``, eqspike.lr x it) times each
+    of ``factors`` (1 first: the default), one seed, the last ``validation`` training examples held
+    out, the rule of every model (``selection.standard_error``) on the raw weights."""
 
     config_path = "chip.selection"
 
-    lr_scales: list[float] = req(min_len=2, gt=0)
+    factors: list[float] = req(min_len=2, gt=0)
+    defaults: dict[str, float] = req(min_len=1)
     seed: int = req(ge=0)
     validation: int = req(ge=1)
+
+    def check(self, path: str) -> None:
+        if self.factors[0] != 1:
+            raise ConfigError(f"{path}.factors: the first factor is the default itself (1), got {self.factors[0]}")
+        for mode, v in self.defaults.items():
+            if mode not in UPDATES:
+                raise ConfigError(f"{path}.defaults.{mode}: not an update mode (one of {UPDATES})")
+            if not v > 0:
+                raise ConfigError(f"{path}.defaults.{mode}: a learning-rate factor must be > 0, got {v}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +100,10 @@ class ChipStudyCfg(Checked):
         names = [r.name for r in self.rows]
         if len(set(names)) != len(names):
             raise ConfigError(f"{path}.rows: the same name twice ({names})")
+        for r in self.rows:
+            if r.update not in self.selection.defaults:
+                raise ConfigError(f"{path}.selection.defaults: no default learning-rate factor for update {r.update} "
+                                  f"(row {r.name})")
         if self.rows[0].update != "batch":
             raise ConfigError(f"{path}.rows[0]: the first row is the reference (update: batch), got "
                               f"{self.rows[0].update}")
@@ -106,39 +119,67 @@ class ChipStudyCfg(Checked):
 
 
 def select(study: ChipStudyCfg, dyn: EqSpikeConfig, data, dtype: str, progress: bool = True) -> dict:
-    """Per chip update mode, the learning-rate factor chosen on the validation split: every
-    candidate of ``study.selection.lr_scales`` trained side by side (float weights, no average,
-    the free phase rerun, seed ``selection.seed``), the rule of every model applied to the raw
-    weights' validation accuracy after the last epoch. ``data`` holds the validation split."""
+    """Per update mode of the rows, the learning-rate factor chosen on the validation split: its
+    default x every factor of ``study.selection.factors``, one seed, float weights, no average
+    (batch: today's loop, one candidate after another; example and continual: side by side, the
+    free phase rerun), the rule of every model on the raw weights' validation accuracy after the
+    last epoch. A candidate that diverges loses. ``data`` holds the validation split."""
     if data.x_val is None:
         raise ValueError("chip selection: the data need a validation split (data.validation > 0)")
     sel = study.selection
     out = {"rule": "the highest validation accuracy (raw weights, last epoch) wins unless it beats the default "
-                   "(the first lr_scale) by no more than one standard error of the default's estimate",
+                   "(factor 1) by no more than one standard error of the default's estimate; a diverged candidate "
+                   "loses", "factors": list(sel.factors),
            "n_val": int(len(data.y_val)), "seed": sel.seed, "epochs": dyn.epochs, "modes": {}}
-    for mode in CHIP_MODES:
+    for mode in UPDATES:
         if not any(r.update == mode for r in study.rows):
             continue
-        nets = [Net(sel.seed, ChipCfg(update=mode, weight_bits=None, weight_range=study.weight_range, average=False,
-                                      free_rerun=True, lr_scale=s)) for s in sel.lr_scales]
-        _, records, _, _ = train_networks(dyn, nets, data, dtype, progress=progress)
-        accs = [r[-1]["val_accuracy"] for r in records]
-        default, best = 0, int(np.argmax(accs))
-        se = standard_error(accs[0], len(data.y_val))
-        win = best if accs[best] - accs[default] > se else default
-        out["modes"][mode] = {"lr_scale": sel.lr_scales[win], "standard_error": se,
-                              "why": ("the default is best" if best == default else
-                                      f"lr_scale {sel.lr_scales[best]} is within one standard error of the default"
-                                      if win == default else
-                                      f"lr_scale {sel.lr_scales[best]} beats the default by "
-                                      f"{100 * (accs[best] - accs[0]):.2f} points (> {100 * se:.2f})"),
-                              "at_edge": win in (int(np.argmin(sel.lr_scales)), int(np.argmax(sel.lr_scales))),
-                              "candidates": [{"lr_scale": s, "val_accuracy": a} for s, a in zip(sel.lr_scales, accs)]}
+        scales = [sel.defaults[mode] * f for f in sel.factors]
+        if mode == "batch":
+            accs = [_batch_candidate(dyn, s, data, sel.seed, dtype, progress) for s in scales]
+        else:
+            nets = [Net(sel.seed, ChipCfg(update=mode, weight_bits=None, weight_range=study.weight_range,
+                                          average=False, free_rerun=True, lr_scale=s)) for s in scales]
+            _, records, _, _ = train_networks(dyn, nets, data, dtype, progress=progress)
+            accs = [r[-1].get("val_accuracy") for r in records]
+        out["modes"][mode] = choose(scales, accs, len(data.y_val))
     return out
 
 
-def _reference(row: RowCfg, dyn: EqSpikeConfig, data, dtype: str, ema_decay: float, progress: bool) -> list[dict]:
-    """Today's loop for each seed of the reference row (``fit``), the test set read once."""
+def choose(scales: Sequence[float], accs: Sequence[float | None], n_val: int) -> dict:
+    """The rule over one mode's candidates (the default first; None: diverged)."""
+    if accs[0] is None:
+        raise ValueError(f"chip selection: the default learning rate diverged (lr_scale {scales[0]})")
+    valid = [i for i, a in enumerate(accs) if a is not None]
+    best = max(valid, key=lambda i: accs[i])
+    se = standard_error(accs[0], n_val)
+    win = best if accs[best] - accs[0] > se else 0
+    why = ("the default is best" if best == 0 else
+           f"lr_scale {scales[best]:g} is within one standard error of the default" if win == 0 else
+           f"lr_scale {scales[best]:g} beats the default by {100 * (accs[best] - accs[0]):.2f} points "
+           f"(> {100 * se:.2f})")
+    return {"lr_scale": scales[win], "standard_error": se, "why": why,
+            "at_edge": win in (int(np.argmin(scales)), int(np.argmax(scales))),
+            "candidates": [{"lr_scale": s, "val_accuracy": a, **({"diverged": True} if a is None else {})}
+                           for s, a in zip(scales, accs)]}
+
+
+def _batch_candidate(dyn: EqSpikeConfig, lr_scale: float, data, seed: int, dtype: str, progress: bool):
+    """Today's loop at eqspike.lr x ``lr_scale``: its last validation accuracy (None: diverged)."""
+    d = replace(dyn, lr=[eta * lr_scale for eta in dyn.lr])
+    try:
+        history = fit(EqSpikeModel(d, np, seed, d.eval_batch_size), init_params(d.sizes, seed, np, dtype), data, d,
+                      seed, progress=progress)
+    except DivergenceError:
+        return None
+    return history[-1]["val_accuracy"]
+
+
+def _reference(row: RowCfg, dyn: EqSpikeConfig, data, dtype: str, ema_decay: float, progress: bool,
+               lr_scale: float) -> list[dict]:
+    """Today's loop for each seed of the reference row (``fit``) at eqspike.lr x ``lr_scale``, the
+    test set read once."""
+    dyn = replace(dyn, lr=[eta * lr_scale for eta in dyn.lr])
     results = []
     for seed in row.seeds:
         model = EqSpikeModel(dyn, np, seed, dyn.eval_batch_size)
@@ -146,7 +187,8 @@ def _reference(row: RowCfg, dyn: EqSpikeConfig, data, dtype: str, ema_decay: flo
         ema = copy_params(params) if row.average and ema_decay > 0 else None
         history = fit(model, params, data, dyn, seed, 0, ema, ema_decay if ema is not None else 0.0,
                       progress=progress)
-        results.append(_read_test(dyn, params, ema, data, seed, history, history[-1]["events"]["train"]))
+        results.append({**_read_test(dyn, params, ema, data, seed, history, history[-1]["events"]["train"]),
+                        "lr_scale": lr_scale})
     return results
 
 
@@ -170,12 +212,12 @@ def train_rows(study: ChipStudyCfg, dyn: EqSpikeConfig, data, selection: dict, d
     out = {}
     chip_nets, owners = [], []
     for row in study.rows:
-        if row.update == "batch":
-            out[row.name] = _reference(row, dyn, data, dtype, ema_decay, progress)
-            continue
         mode = selection["modes"].get(row.update)
         if mode is None:
             raise ValueError(f"chip row {row.name}: no learning rate chosen for update {row.update} (rerun the selection)")
+        if row.update == "batch":
+            out[row.name] = _reference(row, dyn, data, dtype, ema_decay, progress, mode["lr_scale"])
+            continue
         for seed in row.seeds:
             chip_nets.append(Net(seed, study.setting(row, mode["lr_scale"])))
             owners.append(row.name)
@@ -184,6 +226,9 @@ def train_rows(study: ChipStudyCfg, dyn: EqSpikeConfig, data, selection: dict, d
             raise ConfigError("chip.rows: the chip rows (update example or continual) either all keep the weight "
                               "average or none")
         nw, records, ema, counts = train_networks(dyn, chip_nets, data, dtype, ema_decay, progress)
+        diverged = [f"{name} seed {net.seed}" for net, name, r in zip(chip_nets, owners, records) if r[-1].get("diverged")]
+        if diverged:
+            raise FloatingPointError(f"chip training diverged: {diverged} (lower chip.selection.factors)")
         for i, (net, name) in enumerate(zip(chip_nets, owners)):
             params = nw.params(i)
             res = _read_test(dyn, params, ema.params(i) if ema else None, data, net.seed, records[i],

@@ -196,7 +196,9 @@ def train_networks(dyn: EqSpikeConfig, nets: Sequence[Net], data, dtype: str = "
 
     Network i sees epoch e's examples in the order of ``epoch_plan(seed_i, e)`` (today's order
     for that seed), with learning rates eqspike.lr x lr_scale_i x lr_decay^e. The networks run
-    in as many threads as Numba has (``EQSPIKE_THREADS``), each network in one thread at a time."""
+    in as many threads as Numba has (``EQSPIKE_THREADS``), each network in one thread at a time. A
+    network whose weights stop being finite is marked ``diverged`` in its records (no validation
+    figure) while the others go on."""
     for net in nets:
         check_dynamics(dyn, net.chip)
         if net.chip.update == "batch":
@@ -244,15 +246,16 @@ def train_networks(dyn: EqSpikeConfig, nets: Sequence[Net], data, dtype: str = "
                     a *= ema_decay
                     a += (1.0 - ema_decay) * w
         seconds = time.perf_counter() - t0
-        if not np.isfinite(nw.biases).all() or not np.isfinite(nw.W0s).all():
-            raise FloatingPointError(f"chip training diverged in epoch {epoch + 1} (lower chip.lr_scale, "
-                                     f"now {[net.chip.lr_scale for net in nets]})")
+        finite = [bool(np.isfinite(nw.biases[i]).all() and np.isfinite(nw.W0s[i]).all()) for i in range(len(nets))]
         counts = [epoch_counts(dyn, raw[i], n) for i in range(len(nets))]
         if data.x_val is not None:
             x_val, y_val = np.asarray(data.x_val, dtype=dtype), np.asarray(data.y_val)
         for i in range(len(nets)):
             record = {"epoch": epoch + 1, "train_accuracy": float(correct[i]) / n, "seconds": seconds,
                       "events": {"train": to_json(counts[i].per_example(n))}}
+            if not finite[i]:  # the others go on; the caller decides (the selection: it loses)
+                records[i].append({**record, "diverged": True})
+                continue
             if data.x_val is not None:
                 record["val_accuracy"] = evaluate(nw.params(i), x_val, y_val, dyn, dyn.eval_batch_size)["accuracy"]
                 if ema is not None:
