@@ -10,7 +10,6 @@ chip would run it" beside the paper's report (``report.out.chip_markdown``, ``ch
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import zipfile
@@ -28,9 +27,7 @@ from runner.tracking import Run
 def worker(cfg: Config, run: Run) -> None:
     study = cfg.chip
     rows_path = REPO / study.out.rows
-    if not rows_path.is_file():
-        raise FileNotFoundError(f"{rows_path} is missing: run chip_train first (dvc repro chip/dvc.yaml)")
-    trained = json.loads(rows_path.read_text())
+    trained = report.read_json(rows_path, "chip/dvc.yaml:chip_train")
     try:
         with np.load(rows_path.with_suffix(".npz"), allow_pickle=False) as z:
             predicted = {k: z[k] for k in z.files}
@@ -49,7 +46,8 @@ def worker(cfg: Config, run: Run) -> None:
     margin = cfg.aggregate.margins.reproduced
     tab = chip_study.table(study, rows, dyn, neuro[name], name, ecfg.host_mac_pj.value,
                            cfg.report.paper_eqspike_accuracy, margin,
-                           json.loads((REPO / study.out.selection).read_text()), trained["n_train"])
+                           report.read_json(REPO / study.out.selection, "chip/dvc.yaml:chip_select"),
+                           trained["n_train"])
     out = study.out
     write_json(REPO / out.table, tab)
     atomic_write(REPO / out.table_md, lambda p: p.write_text(chip_study.markdown(tab)))
