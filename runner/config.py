@@ -14,24 +14,55 @@ from pipeline.core.schema import ConfigError, parse
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = "params.yaml"
+# The pipelines beside the paper's that have their own params file, ``<name>/params.yaml``:
+# conf/ composed with ``experiment=<name>`` (``python -m cli.compose`` writes them). Their stages
+# are the paper's, run with ``EQSPIKE_PARAMS=<name>/params.yaml`` (the pipeline's dvc.yaml says so).
+OWN_PARAMS = ("fashion", "depth")
+# the paper's stages each of them runs (cli/compose.py writes <name>/dvc.yaml from dvc.yaml's own)
+OWN_STAGES = {"fashion": ("fetch_data", "train_ep", "train_bp", "train_eqspike", "train_eqspike_variant", "aggregate"),
+              "depth": ("train_ep", "train_eqspike", "aggregate", "bias")}
+PARAMS_ENV = "EQSPIKE_PARAMS"
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def params_file() -> str:
+    """The params file the stages read, relative to the repository: ``params.yaml``, or
+    ``$EQSPIKE_PARAMS`` (one of ``<name>/params.yaml`` of ``OWN_PARAMS``), checked before any work."""
+    value = os.environ.get(PARAMS_ENV)
+    if not value:
+        return PARAMS_FILE
+    allowed = [f"{name}/{PARAMS_FILE}" for name in OWN_PARAMS]
+    if value not in allowed:
+        raise ConfigError(f"{PARAMS_ENV}={value!r}: not a pipeline's params file (one of {PARAMS_FILE} "
+                          f"(unset), {', '.join(allowed)})")
+    if not (REPO / value).is_file():
+        raise ConfigError(f"{PARAMS_ENV}={value!r}: {REPO / value} does not exist (python -m cli.compose writes it)")
+    return value
+
+
+def own_experiment(params: str) -> str | None:
+    """The experiment a pipeline's params file composes (``fashion/params.yaml`` -> ``fashion``)."""
+    return None if params == PARAMS_FILE else params.split("/", 1)[0]
 
 
 def compose_raw(overrides: list[str] | None = None, config_dir: Path | None = None,
                 config_name: str = "params") -> dict:
     """Compose ``<config_dir>/<config_name>.yaml`` with Hydra and return a plain dict.
 
-    By default this is ``params.yaml`` at the repository root; ``conf/`` + ``config`` gives the
-    defaults that ``params.yaml`` must equal (tests/test_config.py).
+    By default this is the params file the stages read (``params_file()``: ``params.yaml`` at
+    the repository root); ``conf/`` + ``config`` gives the defaults that ``params.yaml`` must
+    equal (tests/test_config.py).
     """
+    if config_dir is None:
+        path = REPO / params_file()
+        config_dir, config_name = path.parent, path.stem
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    config_dir = REPO if config_dir is None else config_dir
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose(config_name=config_name, overrides=list(overrides or []))
@@ -85,6 +116,9 @@ def load_config(overrides: list[str] | None = None) -> tuple[dict, Config]:
     (``params.yaml`` is its composition), as ``dvc exp run -S`` does."""
     selections, rest = group_selections(list(overrides or []))
     if selections:
+        experiment = own_experiment(params_file())  # a pipeline's own params: its experiment too
+        if experiment and not any(s.startswith("experiment=") for s in selections):
+            selections = [f"experiment={experiment}", *selections]
         raw = compose_raw(selections + rest, config_dir=CONF, config_name="config")
     else:
         raw = compose_raw(rest)

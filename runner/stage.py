@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.config import Config
 from pipeline.core.schema import ConfigError, flatten
-from runner.config import PARAMS_FILE, REPO, config_groups, load_config
+from runner.config import REPO, config_groups, load_config, params_file
 from runner.tracking import Run, TrackingError, fail_active_run, tracked
 
 
@@ -37,14 +37,14 @@ def apply_thread_limits() -> int | None:
     return n
 
 
-PIPELINES = ("dvc.yaml", "chip/dvc.yaml")
+PIPELINES = ("dvc.yaml", "chip/dvc.yaml", "fashion/dvc.yaml", "depth/dvc.yaml")
 
 
 def help_text(stage: str, doc: str) -> str:
     """What ``--help`` prints: the stage's own description and examples, the config groups with
     their options, the keys the stage reads (its ``params:`` in dvc.yaml) with their values now,
     and how overrides are written."""
-    params = yaml.safe_load((REPO / PARAMS_FILE).read_text())
+    params = yaml.safe_load((REPO / params_file()).read_text())
     stages = {}
     for pipeline in PIPELINES:  # the paper's and the chip's
         stages.update(yaml.safe_load((REPO / pipeline).read_text())["stages"])

@@ -4,8 +4,8 @@ intervals; summaries and verdicts in ``pipeline/analysis/aggregate.py``).
     python -m stages.aggregate
     python -m stages.aggregate "runtime.seeds=[0,1]"
 
-Reads ``<runs>/seed<n>/metrics.json`` and ``predictions.npz`` of the four models (rate EP, EqSpike, the EqSpike variant,
-the backprop MLP) for every seed in ``runtime.seeds``; writes flat numbers to
+Reads ``<runs>/seed<n>/metrics.json`` and ``predictions.npz`` of the models of ``aggregate.models`` (the
+paper's four: rate EP, EqSpike, the EqSpike variant, the backprop MLP) for every seed in ``runtime.seeds``; writes flat numbers to
 ``aggregate.out.metrics`` and the per-seed tables, intervals and verdicts to
 ``aggregate.out.detail`` (read by the report).
 """
@@ -38,7 +38,8 @@ def read_predictions(path, stage: str) -> dict:
 
 
 def worker(cfg: Config, run: Run) -> None:
-    models = {"ep": cfg.ep, "eqspike": cfg.eqspike, "eqspike_variant": cfg.variant, "bp": cfg.bp}
+    every = {"ep": cfg.ep, "eqspike": cfg.eqspike, "eqspike_variant": cfg.variant, "bp": cfg.bp}
+    models = {name: every[name] for name in cfg.aggregate.models}
     per_seed, predictions = {}, {}
     for name, m in models.items():
         paths = [seed_paths(m.out, seed).metrics for seed in cfg.runtime.seeds]

@@ -55,12 +55,14 @@ def aggregate(per_seed: dict[str, list[dict]], predictions: dict[str, list[dict]
               paper_rate: float, margins) -> tuple[dict, dict]:
     """``per_seed[model]``: the metrics.json of every seed; ``predictions[model]``: the
     predictions.npz of every seed (arrays); ``margins``: ``stats.Margins``. Returns the detail
-    (per-seed tables, intervals, paired gaps, verdicts) and the flat numbers."""
+    (per-seed tables, intervals, paired gaps, verdicts) and the flat numbers. A subset of
+    ``MODELS`` gives the gaps and verdicts its models allow."""
+    first = next(iter(predictions))
     for model, preds in predictions.items():
         for seed, p in zip(seeds, preds):
-            if not np.array_equal(p["labels"], predictions[MODELS[0]][0]["labels"]):
+            if not np.array_equal(p["labels"], predictions[first][0]["labels"]):
                 raise ValueError(f"{model} seed {seed}: its predictions are of another test set than "
-                                 f"{MODELS[0]} seed {seeds[0]}'s: the gaps cannot be paired")
+                                 f"{first} seed {seeds[0]}'s: the gaps cannot be paired")
     summaries: dict[str, dict] = {}
     correct: dict[tuple[str, str], np.ndarray | None] = {}  # (model, read-out) -> (seeds, examples) 0/1, built once
     for model, rows in per_seed.items():
@@ -72,6 +74,8 @@ def aggregate(per_seed: dict[str, list[dict]], predictions: dict[str, list[dict]
         summaries[model] = figs
     gaps = {}
     for name, (a, b, key) in GAPS.items():
+        if a not in predictions or b not in predictions:
+            continue
         ca, cb = (correct[(m, key)] if (m, key) in correct else correct_matrix(predictions[m], key) for m in (a, b))
         if ca is not None and cb is not None:
             gaps[name] = stats.paired_gap(ca, cb)
@@ -84,14 +88,16 @@ def aggregate(per_seed: dict[str, list[dict]], predictions: dict[str, list[dict]
     def c1(model, figure, paper):
         return guards[model] or unlike + stats.verdict_vs_paper(summaries[model][figure], paper, margins.reproduced)
 
-    verdicts = {
-        "C1 EqSpike": c1("eqspike", "test_accuracy", paper_eqspike),
-        "C1 EqSpike variant": c1("eqspike_variant", "test_accuracy", paper_eqspike),
-        "C2 rate-based EP": c1("ep", "test_accuracy", paper_rate),
-        "C2 EqSpike similar to rate-based EP": (guards["eqspike"] or guards["ep"] or unlike + stats.similar_verdict(
-            gaps["ep_minus_eqspike"], margins.similar)),
-    }
-    if "test_accuracy_averaged" in summaries["eqspike"]:
+    verdicts = {}
+    for name, model, paper in (("C1 EqSpike", "eqspike", paper_eqspike),
+                               ("C1 EqSpike variant", "eqspike_variant", paper_eqspike),
+                               ("C2 rate-based EP", "ep", paper_rate)):
+        if model in summaries:
+            verdicts[name] = c1(model, "test_accuracy", paper)
+    if "ep_minus_eqspike" in gaps:
+        verdicts["C2 EqSpike similar to rate-based EP"] = (guards["eqspike"] or guards["ep"] or unlike + stats.similar_verdict(
+            gaps["ep_minus_eqspike"], margins.similar))
+    if "test_accuracy_averaged" in summaries.get("eqspike", {}) and "ep_minus_eqspike_averaged" in gaps:
         verdicts["C1 EqSpike, weight average (beside)"] = c1("eqspike", "test_accuracy_averaged", paper_eqspike)
         verdicts["C2 similar, weight averages (beside)"] = (
             guards["eqspike"] or unlike + stats.similar_verdict(gaps["ep_minus_eqspike_averaged"], margins.similar))

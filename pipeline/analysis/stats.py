@@ -59,6 +59,9 @@ class AggregateCfg:
     """Statistics over seeds and test examples, and the verdicts (claims C1, C2)."""
 
     margins: Margins = req()
+    # the models summarised (the paper's four; a pipeline beside it may train fewer, e.g. depth/)
+    models: list[str] = opt(["ep", "eqspike", "eqspike_variant", "bp"], min_len=1,
+                            choices=("ep", "eqspike", "eqspike_variant", "bp"))
     out: AggregateOutCfg = opt(AggregateOutCfg())
 
 

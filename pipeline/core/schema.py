@@ -87,7 +87,7 @@ def _check_rules(value: Any, rules: Mapping[str, Any], path: str) -> None:
         raise ConfigError(f"{path}: needs at least {rules['min_len']} item(s), got {value!r}")
     if "max_len" in rules and len(value) > rules["max_len"]:
         raise ConfigError(f"{path}: takes at most {rules['max_len']} item(s), got {value!r}")
-    if "choices" in rules and value not in rules["choices"]:
+    if "choices" in rules and any(v not in rules["choices"] for v in items):  # a list: every item
         raise ConfigError(f"{path}: must be one of {list(rules['choices'])}, got {value!r}")
     if "pattern" in rules and not re.fullmatch(rules["pattern"], value):
         raise ConfigError(f"{path}: {value!r} does not match the pattern {rules['pattern']!r}")
