@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.analysis.beside import BesideCfg
 from pipeline.analysis.bias import BiasCfg
 from pipeline.analysis.chip_study import ChipStudyCfg
 from pipeline.analysis.energy import EnergyCfg
@@ -77,6 +78,8 @@ class Config:
     bias: BiasCfg = req()
     # EqSpike as a chip would run it (chip/dvc.yaml): the constraints' table
     chip: ChipStudyCfg = req()
+    # a pipeline beside the paper's (fashion/, depth/): its page; set by its experiment file
+    beside: BesideCfg = opt(BesideCfg())
 
     @classmethod
     def prepare(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:

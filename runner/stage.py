@@ -46,15 +46,17 @@ def help_text(stage: str, doc: str) -> str:
     and how overrides are written."""
     params = yaml.safe_load((REPO / params_file()).read_text())
     stages = {}
-    for pipeline in PIPELINES:  # the paper's and the chip's
+    for pipeline in PIPELINES:  # the paper's, the chip's and those beside them (the paper's stages again)
         stages.update(yaml.safe_load((REPO / pipeline).read_text())["stages"])
-    declared = [p if isinstance(p, str) else next(iter(p)) for p in stages.get(stage, {}).get("params", [])]
+    declared = []  # plain keys of params.yaml, or {file: [keys]} (the pipelines beside the paper's)
+    for p in stages.get(stage, {}).get("params", []):
+        declared += [p] if isinstance(p, str) else [k for keys in p.values() for k in (keys or [])]
     flat = flatten(params)
     keys = [k for k in flat if any(k == d or k.startswith(d + ".") for d in declared if d != "params.yaml")]
     lines = [f"usage: python -m stages.{stage} [key=value ...] [group=option ...] [--cfg job] [--help]", "",
              doc.strip(), "", "Config groups (group=option; conf/<group>/):"]
     lines += [f"  {g:<16} {', '.join(opts)}" for g, opts in config_groups().items()]
-    lines += ["", f"Keys this stage reads (dvc.yaml params of {stage}; value in params.yaml now):"]
+    lines += ["", f"Keys this stage reads (dvc.yaml params of {stage}; value in {params_file()} now):"]
     shown = keys[:40]
     lines += [f"  {k} = {flat[k]}" for k in shown]
     if len(keys) > len(shown):

@@ -29,8 +29,9 @@ def test_each_pipeline_is_what_compose_writes(name):
     assert (REPO / name / "dvc.yaml").read_text() == own_pipeline(name, paper), \
         f"{name}/dvc.yaml is stale: run `python -m cli.compose`"
     stages = yaml.safe_load((REPO / name / "dvc.yaml").read_text())["stages"]
-    assert list(stages) == list(OWN_STAGES[name])
-    for stage, spec in stages.items():  # the paper's command, deps and outs, with the pipeline's params
+    assert list(stages) == [*OWN_STAGES[name], "beside_table"]
+    for stage in OWN_STAGES[name]:  # the paper's command, deps and outs, with the pipeline's params
+        spec = stages[stage]
         assert spec["cmd"] == f"EQSPIKE_PARAMS={name}/params.yaml " + paper["stages"][stage]["cmd"]
         assert spec["outs"] == paper["stages"][stage]["outs"]
         assert set(spec["deps"]) <= set(paper["stages"][stage]["deps"])
@@ -119,3 +120,97 @@ def test_another_dataset_gets_no_verdict_for_any_model():
 def test_a_model_outside_the_four_is_named():
     with pytest.raises(ConfigError, match=r"aggregate.models: must be one of"):
         load_config(["aggregate.models=[ep,lif]"])
+
+
+def test_the_depth_pipeline_runs_end_to_end_on_tiny_data(tmp_path, mnist_like_dir, mlflow_store, monkeypatch):
+    """depth/'s stages, through their own entry points with depth/params.yaml: rate EP and EqSpike
+    with two hidden layers train (every layer's weights move), the aggregate gives the gap and no
+    verdict, the bias check has a row per layer, the page is written."""
+    import importlib
+
+    from pipeline.core.network import load_weights
+
+    _, data = mnist_like_dir
+    monkeypatch.setenv("EQSPIKE_PARAMS", "depth/params.yaml")
+    o = tmp_path / "o"
+    common = [*data, "runtime.seeds=[0,1]", "train.ema_decay=0.9",
+              f"ep.out.models={o}/m/ep", f"ep.out.runs={o}/r/ep", f"ep.out.checkpoints={o}/c/ep",
+              f"eqspike.out.models={o}/m/eq", f"eqspike.out.runs={o}/r/eq", f"eqspike.out.checkpoints={o}/c/eq",
+              f"aggregate.out.detail={o}/agg.json", f"aggregate.out.metrics={o}/agg_flat.json",
+              f"bias.out.detail={o}/bias.json", f"bias.out.metrics={o}/bias_flat.json",
+              f"bias.out.figure_png={o}/bias.png", "bias.batch_size=4", "bias.n_batches=2", "bias.realisations=[1,2]",
+              f"beside.out.table_md={o}/table.md", f"beside.out.page_md={o}/PAGE.md", f"beside.out.page_html={o}/PAGE.html"]
+    ep = ["ep.sizes=[784,16,16,10]", "ep.epochs=1", "ep.T=8", "ep.K=4", "ep.lr=[0.2,0.1,0.05]"]
+    # K 8: the nudge needs 5 steps to reach the first of two spiking hidden layers (the test below)
+    eq = ["eqspike.sizes=[784,16,16,10]", "eqspike.epochs=1", "eqspike.T=12", "eqspike.K=8", "eqspike.eval_avg_steps=2",
+          "eqspike.lr=[0.2,0.1,0.05]", "eqspike.eval_batch_size=50"]
+    argv = [*common, *ep, *eq]
+
+    def run(stage, *extra):
+        assert importlib.import_module(f"stages.{stage}").main([*argv, *extra]) == 0, stage
+
+    for seed in (0, 1):
+        run("train_ep", f"runtime.seed={seed}")
+        run("train_eqspike", f"runtime.seed={seed}")
+    from pipeline.core.network import init_params
+
+    init = init_params([784, 16, 16, 10], 0, np, "float32")  # what the stage starts from (run.py)
+    for model in ("ep", "eq"):
+        trained, _ = load_weights(o / "m" / model / "seed0.npz")
+        assert len(trained.W) == 3
+        moved = [float(np.abs(a - b).max()) for a, b in zip(trained.W, init.W)]
+        assert all(m > 1e-4 for m in moved), f"{model}: every layer of the two-hidden-layer net learns ({moved})"
+    run("aggregate")
+    agg = json.loads((o / "agg.json").read_text())
+    assert set(agg["gaps"]) == {"ep_minus_eqspike", "ep_minus_eqspike_averaged"}
+    assert all(v.startswith("no verdict: network [784, 16, 16, 10]") for v in agg["verdicts"].values())
+    run("bias")
+    bias = json.loads((o / "bias.json").read_text())
+    assert len(bias["results"]["headline"]["trained"]["spikes_vs_rate_ep"]) == 3  # one entry per layer
+    run("beside_table")
+    page = (o / "PAGE.md").read_text()
+    assert "Depth, two hidden layers" in page and "W2 (hidden 2 -> output)" in page
+    assert "no verdict: network" in (o / "table.md").read_text()
+    assert (o / "PAGE.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_the_table_stage_refuses_the_papers_params(monkeypatch, capsys):
+    from stages.beside_table import main
+
+    monkeypatch.delenv("EQSPIKE_PARAMS", raising=False)
+    assert main([]) == 1
+    assert "beside.out: params.yaml names no table or page" in capsys.readouterr().err
+
+
+def first_reached(sizes: str, max_k: int = 10) -> int:
+    """The shortest nudged phase (K steps) after which EqSpike's rule changes the first layer's
+    weights at all: the nudge has to travel from the output through every spiking hidden layer."""
+    from pipeline.core.events import Counts
+    from pipeline.core.network import copy_params, init_params
+    from pipeline.models import eqspike
+
+    n_layers = sizes.count(",")
+    rng = np.random.default_rng(0)
+    x = (rng.random((20, 784)) > 0.7).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[np.arange(20) % 10]
+    for k in range(1, max_k + 1):
+        _, cfg = load_config([f"eqspike.sizes={sizes}", "eqspike.T=20", f"eqspike.K={k}",
+                              f"eqspike.lr=[{','.join(['0.1'] * n_layers)}]"])
+        params = init_params(cfg.eqspike.sizes, 0)
+        before = copy_params(params)
+        eqspike.train_batch(params, x, y, cfg.eqspike, list(cfg.eqspike.lr), 1.0, None, Counts())
+        if not np.array_equal(params.W[0], before.W[0]):
+            assert not np.array_equal(params.W[-1], before.W[-1])
+            return k
+    raise AssertionError(f"{sizes}: the first layer never moved within {max_k} nudged steps")
+
+
+def test_the_nudge_reaches_the_first_layer_later_through_two_hidden_layers():
+    """Why depth/ has longer phases: with one hidden layer the first layer's weights move from
+    K = 2 nudged steps, with two from K = 5 (below that the rule leaves them exactly unchanged);
+    the configs' K (30, 40) are far beyond both."""
+    one, two = first_reached("[784,16,10]"), first_reached("[784,16,16,10]")
+    assert (one, two) == (2, 5)
+    _, cfg = load_config([])
+    depth_k = yaml.safe_load((REPO / "depth" / "params.yaml").read_text())["eqspike"]["K"]
+    assert cfg.eqspike.K >= 6 * one and depth_k >= 6 * two

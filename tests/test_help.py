@@ -10,9 +10,10 @@ import sys
 import pytest
 import yaml
 
+from runner.stage import PIPELINES
 from tests.conftest import REPO
 
-STAGES = [s for f in ("dvc.yaml", "chip/dvc.yaml") for s in yaml.safe_load((REPO / f).read_text())["stages"]]
+STAGES = sorted({s for f in PIPELINES for s in yaml.safe_load((REPO / f).read_text())["stages"]})
 CLI = ["launch", "compose", "tracking_init", "ui", "tune"]
 SCRIPTS = ["scripts/check_outputs.py", "scripts/check_system.py", "scripts/measure_gpu_energy.py", "scripts/c4_interim.py",
            "benchmarks/bench.py", "benchmarks/bench_sweep.py", "benchmarks/bench_chip.py"]
