@@ -99,3 +99,30 @@ def test_every_candidate_composes_to_a_valid_config():
         for cand in m.candidates[1:]:
             _, cfg = load_config([tune.override(k, v) for k, v in cand.items()])
             assert cfg.data.validation == 0  # the protocol's split is added by the queue, not here
+
+
+def test_the_pipelines_beside_the_paper_are_tuned_by_the_same_protocol(monkeypatch):
+    """fashion/ takes the paper's protocol; depth/ its own candidates (three learning rates) with the
+    same budget, split, seed and rule; their experiments set the pipeline's params file and target
+    its stage, and every depth candidate composes to a valid config of depth/."""
+    from runner.config import load_config
+
+    paper, fashion, depth = (tune.load_protocol(tune.protocol_path(p)) for p in (None, "fashion", "depth"))
+    assert fashion == paper and tune.protocol_path("fashion") == tune.PROTOCOL
+    assert (depth.budget, depth.validation, depth.seed) == (paper.budget, paper.validation, paper.seed)
+    cmd = tune.queue_commands(fashion, "eqspike_variant", "fashion")[1]
+    assert cmd[:6] == ["dvc", "exp", "run", "--queue", "-n", "tune-fashion-eqspike_variant-1"]
+    assert "fashion/params.yaml:data.validation=10000" in cmd and "fashion/params.yaml:+variant.lr=[0.32,0.16]" in cmd
+    assert cmd[-1] == "fashion/dvc.yaml:train_eqspike_variant@0"
+    assert tune.results_path("depth") == tune.REPO / "results" / "depth" / "tuning.json"
+    monkeypatch.setenv("EQSPIKE_PARAMS", "depth/params.yaml")
+    for name, m in depth.models.items():
+        assert tune.queue_commands(depth, name, "depth")[0][-1] == f"depth/dvc.yaml:{m.stage}@0"
+        for cand in m.candidates[1:]:
+            _, cfg = load_config([tune.override(k, v) for k, v in cand.items()])
+            assert len(getattr(cfg, name).lr) == 3
+
+
+def test_a_missing_run_of_a_pipeline_names_its_queue_command():
+    with pytest.raises(ValueError, match=r"tune-depth-bp-0.*python -m cli.tune queue --pipeline depth bp"):
+        selection.select("bp", PROTO, {}, 10000, DEFAULTS, "depth")

@@ -67,9 +67,10 @@ class TuningProtocol(Checked):
                                   f"gives every model {self.budget}")
 
 
-def experiment_name(model: str, index: int) -> str:
-    """The queued DVC experiment of candidate ``index`` of ``model``."""
-    return f"tune-{model}-{index}"
+def experiment_name(model: str, index: int, pipeline: str | None = None) -> str:
+    """The queued DVC experiment of candidate ``index`` of ``model`` (of a pipeline beside the
+    paper's: ``tune-fashion-eqspike-0``)."""
+    return f"tune-{pipeline + '-' if pipeline else ''}{model}-{index}"
 
 
 def standard_error(accuracy: float, n: int) -> float:
@@ -77,7 +78,7 @@ def standard_error(accuracy: float, n: int) -> float:
 
 
 def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[str, float]], n_val: int,
-           defaults: Mapping[str, Any]) -> dict:
+           defaults: Mapping[str, Any], pipeline: str | None = None) -> dict:
     """Apply the rule to ``results`` (experiment name -> ``{"val_accuracy": ...}``, raw weights,
     and ``params``: the run's own flattened config, as logged, when there) for every candidate of
     ``model``; ``defaults``: the dotted knobs' default values, used where a run's own are missing
@@ -86,11 +87,12 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
     Returns the ranking, the winner, why, and one provenance row per knob (its final value, the
     experiment that chose it and its validation accuracy). Raises when a candidate has no result:
     the budget is the same for every model, so a missing run is not skipped."""
-    names = [experiment_name(model, i) for i in range(len(protocol.candidates))]
+    names = [experiment_name(model, i, pipeline) for i in range(len(protocol.candidates))]
     missing = [n for n in names if n not in results or "val_accuracy" not in results[n]]
     if missing:
-        raise ValueError(f"{model}: no validation result for {missing}: run them (python -m cli.tune queue {model}; "
-                         "dvc queue start -j 1) before selecting")
+        where = f" --pipeline {pipeline}" if pipeline else ""
+        raise ValueError(f"{model}: no validation result for {missing}: run them (python -m cli.tune queue{where} "
+                         f"{model}; dvc queue start -j 1) before selecting")
     rows = [{"experiment": n, "overrides": dict(c), "val_accuracy": float(results[n]["val_accuracy"]),
              **({"run_id": results[n]["run_id"]} if "run_id" in results[n] else {}),
              **({"val_accuracy_averaged": float(results[n]["val_accuracy_averaged"])}
