@@ -59,6 +59,10 @@ class TrackingCfg:
     artifact_dir: str = opt("mlartifacts", min_len=1)
 
 
+# the config groups that are sets of overrides deep-merged over ``eqspike``
+MERGED_OVER_EQSPIKE = ("variant", "stochastic")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     runtime: RuntimeCfg = req()
@@ -70,6 +74,9 @@ class Config:
     # the second EqSpike model (claim C5's comparison): ``eqspike`` with the keys of conf/variant/
     # replaced (any key, nested: ``variant.neuron.leak``, ``+variant.T=80``); its own ``out``
     variant: EqSpikeConfig = req()
+    # the stochastic EqSpike (claim C5's Bernoulli windows): ``eqspike`` with the keys of
+    # conf/stochastic/ merged over it, as the variant; trained for one seed, its own ``out``
+    stochastic: EqSpikeConfig = req()
     bp: BPConfig = req()
     stdp: StdpCfg = req()
     energy: EnergyCfg | None = opt(None)
@@ -83,15 +90,20 @@ class Config:
 
     @classmethod
     def prepare(cls, data: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``variant`` is a set of overrides of ``eqspike``: merge it over ``eqspike`` before parsing."""
-        if isinstance(data.get("variant"), Mapping) and isinstance(data.get("eqspike"), Mapping):
-            data = {**data, "variant": deep_merge(data["eqspike"], data["variant"])}
+        """``variant`` and ``stochastic`` are sets of overrides of ``eqspike``: each is merged over
+        ``eqspike`` before parsing."""
+        for key in MERGED_OVER_EQSPIKE:
+            if isinstance(data.get(key), Mapping) and isinstance(data.get("eqspike"), Mapping):
+                data = {**data, key: deep_merge(data["eqspike"], data[key])}
         return data
 
     def check(self, path: str) -> None:
         if self.variant.out == self.eqspike.out:
             raise ConfigError("variant.out: the variant needs folders of its own (it has eqspike's)")
-        for key in ("ep", "eqspike", "variant", "bp"):
+        if self.stochastic.out in (self.eqspike.out, self.variant.out):
+            raise ConfigError("stochastic.out: the stochastic model needs folders of its own (it has eqspike's or "
+                              "the variant's)")
+        for key in ("ep", "eqspike", "variant", "stochastic", "bp"):
             sizes = getattr(self, key).sizes
             if sizes[0] != self.data.n_pixels:
                 raise ConfigError(

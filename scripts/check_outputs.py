@@ -15,6 +15,7 @@ NUMBERS = {
                                         "train_accuracy", "epochs", "seconds_per_epoch", "spikes_per_inference",
                                         "synaptic_events_per_inference"],
     "runs/eqspike_variant/seed0/metrics.json": ["test_accuracy", "test_accuracy_averaged", "epochs"],
+    "runs/eqspike_stochastic/seed0/metrics.json": ["test_accuracy", "test_accuracy_averaged", "epochs"],
     "runs/bp/seed0/metrics.json": ["test_accuracy", "epochs"],
     "results/flat/aggregate.json": ["eqspike.test_accuracy.mean", "ep.test_accuracy.mean", "eqspike_variant.test_accuracy.mean",
                                "bp.test_accuracy.mean", "gap.ep_minus_eqspike.ci_low", "n_seeds", "like_for_like"],
@@ -22,7 +23,8 @@ NUMBERS = {
                             "mlp_bp.batch1.inference_ratio", "spiking_sim.peak.training_ratio",
                             "input_share_of_synaptic_events"],
     "results/flat/stdp.json": ["control.positive.stdp_like", "control.negative.stdp_like",
-                          "eqspike_variant.hidden_synapses.trace.lobe_pos", "eqspike.hidden_synapses.applied.lobe_neg"],
+                          "eqspike_variant.hidden_synapses.trace.lobe_pos", "eqspike.hidden_synapses.applied.lobe_neg",
+                          "eqspike_stochastic.hidden_synapses.applied.lobe_pos"],
 }
 DETAIL = ["results/energy.json", "results/stdp.json", "results/aggregate.json", "runs/eqspike/seed0/events.json",
           "runs/ep/seed0/predictions.npz", "runs/bp/seed0/predictions.npz", "runs/eqspike/seed0/predictions.npz"]

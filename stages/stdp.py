@@ -1,5 +1,5 @@
-"""DVC stage ``stdp``: STDP emergence in the trained EqSpike networks, the default (leaky state) and
-the variant (memoryless) (claim C5; the study in ``pipeline/analysis/stdp_study.py``, the method,
+"""DVC stage ``stdp``: STDP emergence in the trained EqSpike networks, the default (leaky state),
+the variant (memoryless) and the stochastic model (Bernoulli spikes) (claim C5; the study in ``pipeline/analysis/stdp_study.py``, the method,
 the controls and the verdict in ``pipeline/analysis/stdp.py``).
 
     python -m stages.stdp
@@ -21,7 +21,7 @@ from runner.tracking import Run
 
 
 def worker(cfg: Config, run: Run) -> None:
-    models = {"eqspike": cfg.eqspike, "eqspike_variant": cfg.variant}
+    models = {"eqspike": cfg.eqspike, "eqspike_variant": cfg.variant, "eqspike_stochastic": cfg.stochastic}
     paths = {name: seed_paths(m.out, cfg.runtime.seed).weights for name, m in models.items()}
     for name, path in paths.items():  # every input named before any work
         if not path.is_file():

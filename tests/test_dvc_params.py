@@ -146,6 +146,12 @@ def test_train_stages_declare_what_they_read(stage_env, monkeypatch):
         f"variant.out.runs={out / 'lruns'}"])
     assert "variant.neuron.leak" in leaky
     assert undeclared("train_eqspike_variant", leaky) == []
+    stochastic = run_stage(monkeypatch, "train_eqspike_stochastic", [
+        *data, "eqspike.sizes=[784,16,10]", "eqspike.epochs=1", "eqspike.T=6", "eqspike.K=3",
+        "eqspike.eval_avg_steps=2", f"stochastic.out.models={out / 'smodels'}", f"stochastic.out.checkpoints={out / 'sck'}",
+        f"stochastic.out.runs={out / 'sruns'}"])
+    assert "stochastic.neuron.model" in stochastic and "runtime.seed" in stochastic
+    assert undeclared("train_eqspike_stochastic", stochastic) == []
     bp = run_stage(monkeypatch, "train_bp", [
         *data, "bp.sizes=[784,16,10]", "bp.epochs=1", f"bp.out.models={out / 'bmodels'}",
         f"bp.out.checkpoints={out / 'bck'}", f"bp.out.runs={out / 'bruns'}"])
@@ -162,11 +168,12 @@ def test_stdp_declares_what_it_reads(stage_env, monkeypatch, tmp_path):
     data, out = stage_env
     params = init_params([784, 16, 10], seed=0)
     params.W[0][:] *= 4
-    for model in ("eqspike", "leaky"):
+    for model in ("eqspike", "leaky", "bernoulli"):
         (tmp_path / model).mkdir()
         save_weights(tmp_path / model / "seed0.npz", params)
     read = run_stage(monkeypatch, "stdp", [
         *data, f"eqspike.out.models={tmp_path / 'eqspike'}", f"variant.out.models={tmp_path / 'leaky'}",
+        f"stochastic.out.models={tmp_path / 'bernoulli'}",
         "stdp.n_examples=20", "stdp.synapses_per_layer=20", "stdp.bootstrap=20",
         "eqspike.T=8", "eqspike.K=4", "stdp.max_dt_steps=3", "eqspike.eval_avg_steps=2", "eqspike.sizes=[784,16,10]",
         f"stdp.out.metrics={out / 's.json'}", f"stdp.out.window_dir={out / 'sw'}",

@@ -198,10 +198,11 @@ def _weights(tmp_path, sizes):
 
     params = ep.init_params(sizes, seed=0)
     params.W[0][:] *= 4
-    for model in ("eqspike", "leaky"):
+    for model in ("eqspike", "leaky", "bernoulli"):
         (tmp_path / model).mkdir(exist_ok=True)
         save_weights(tmp_path / model / "seed0.npz", params)
-    return [f"eqspike.out.models={tmp_path / 'eqspike'}", f"variant.out.models={tmp_path / 'leaky'}"]
+    return [f"eqspike.out.models={tmp_path / 'eqspike'}", f"variant.out.models={tmp_path / 'leaky'}",
+            f"stochastic.out.models={tmp_path / 'bernoulli'}"]
 
 
 def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
@@ -215,6 +216,7 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     save_weights(snap, ep.init_params([784, 32, 10], seed=1))
     rc = main([*data, *_weights(tmp_path, [784, 32, 10]), "stdp.n_examples=20", "stdp.synapses_per_layer=50",
                f"eqspike.out.runs={tmp_path / 'runs_eq'}", f"variant.out.runs={tmp_path / 'runs_var'}",
+               f"stochastic.out.runs={tmp_path / 'runs_sto'}",
                "stdp.pairing_sweep_pulses=[2.3,3.0]", "stdp.pairing_sweep_steps=[2,1]",
                "stdp.bootstrap=50", "eqspike.T=10", "eqspike.K=6", "eqspike.eval_avg_steps=2", "stdp.max_dt_steps=4",
                "eqspike.sizes=[784,32,10]",
@@ -226,7 +228,13 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     assert flat["control.positive.stdp_like"] == 1.0 and flat["control.negative.stdp_like"] == 0.0
     assert "eqspike_variant.hidden_synapses.trace.stdp_like" in flat
     m = json.loads((out / "sd.json").read_text())
-    assert set(m["models"]) == {"eqspike", "eqspike_variant"}
+    assert set(m["models"]) == {"eqspike", "eqspike_variant", "eqspike_stochastic"}
+    # the Bernoulli network: its recorded windows with the same controls; no pairing protocol
+    sto = m["models"]["eqspike_stochastic"]
+    assert sto["neuron"] == "bernoulli" and sto["leak"] == m["models"]["eqspike"]["leak"]
+    assert set(sto["groups"]["hidden synapses"]["applied"]) == {"nudged+", "nudged-", "net"}
+    assert "eqspike_stochastic.hidden_synapses.applied.stdp_like" in flat
+    assert "random draws" in m["pairing_skipped"]["eqspike_stochastic"]
     g = m["models"]["eqspike_variant"]["groups"]["hidden synapses"]
     assert set(g["trace"]) == {"nudged+", "nudged-", "net"} and "fit" in g["trace"]["net"]
     assert len(g["trace_by_post_rate"]) == 3
@@ -239,7 +247,7 @@ def test_stage_outputs(tmp_path, mnist_like_dir, mlflow_store):
     sweep = m["pairing_sweep"]["eqspike"]
     assert sweep["trained_term"] == "applied" and len(sweep["rows"]) == 2
     assert sum(r["default"] for r in sweep["rows"]) == 1
-    assert len(list((out / "sw").glob("*.csv"))) == 2 * 2 * 3 * 3
+    assert len(list((out / "sw").glob("*.csv"))) == 3 * 2 * 3 * 3
     assert (out / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 

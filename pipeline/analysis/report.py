@@ -196,7 +196,7 @@ def stdp_rows(stdp: dict) -> list[list[str]]:
         for group, terms in m["groups"].items():
             for term in ("spike", "trace", "applied"):
                 w = terms[term].get("net") or terms[term]["nudged+"]
-                rows.append([f"{model} (g {m['leak']:g})", group, term, fmt_iv(w["lobe_pos"]), fmt_iv(w["lobe_neg"]),
+                rows.append([f"{model} ({m.get('neuron', 'sigma_delta')}, g {m['leak']:g})", group, term, fmt_iv(w["lobe_pos"]), fmt_iv(w["lobe_neg"]),
                              stdp_taus(w), fmt_iv(w["area_ratio"], ".2f"), w["verdict"]])
     for name, c in stdp["controls"].items():
         if isinstance(c, dict) and "lobe_pos" in c:
@@ -585,7 +585,8 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
         ("p", "Two leaky sigma-delta neurons at rest (silent), each made to spike by its own threshold crossing "
               "under an injected current pulse; one synapse; dt is the measured difference of the two spike "
               "times; dw summed until the traces have decayed, minus the same run without the presynaptic "
-              "pulse. Isolated pairs only (one spike each)."),
+              "pulse. Isolated pairs only (one spike each)."
+              + "".join(f" {model}: {why}." for model, why in stdp.get("pairing_skipped", {}).items())),
         ("table", ["model", "term", "pairs", "largest |dw|", "dt > 0 lobe: onset, tau+ (ms)",
                    "dt < 0 lobe: onset, tau- (ms)"], pairing_rows(stdp)),
         ("p", f"One time step is taken as {stdp['step_ms']:g} ms. Bi & Poo (1998, fit of 2001): "

@@ -182,7 +182,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
         if weights_boot is None or weights_boot.shape[1] != n_ex:
             weights_boot = stdp.bootstrap_weights(n_ex, sc.bootstrap, sc.seed)
         g = mcfg.neuron.leak
-        m = {"leak": g, "tau_m_steps": (-1.0 / math.log(1.0 - g)) if g < 1 else 0.0,
+        m = {"neuron": mcfg.neuron.model, "leak": g, "tau_m_steps": (-1.0 / math.log(1.0 - g)) if g < 1 else 0.0,
              "tau_syn_steps": mcfg.neuron.tau_syn_steps, "pre_factor": mcfg.pre_factor, "groups": {}}
         panels, verdicts, phases_panel = {}, {}, {}
         for layer, group in GROUPS.items():
@@ -269,7 +269,13 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
     # ---- pairing protocol: spikes from the neurons' own threshold crossings ---------------------
     pairing_curves = {}
     offsets = list(range(-W, W + 1))
-    for model, (mcfg, _) in models.items():
+    # the protocol times the first spike of each neuron: deterministic neurons only (a stochastic
+    # model's windows are its recorded ones above, with the same controls)
+    deterministic = {model: c for model, c in models.items() if not getattr(c[0].neuron.kind, "stochastic", False)}
+    detail["pairing_skipped"] = {model: f"{c[0].neuron.model} spikes are random draws: no pairing protocol (its "
+                                        "windows are the recorded ones, with the same controls)"
+                                 for model, c in models.items() if model not in deterministic}
+    for model, (mcfg, _) in deterministic.items():
         res = stdp.pairing(offsets, mcfg.neuron, sc.pairing_weight, sc.pairing_pulse, sc.pairing_pulse_steps,
                            sc.pairing_rest)
         detail["pairing"][model] = {"raw": res, "terms": {}}
@@ -282,7 +288,7 @@ def study(models: dict[str, tuple[EqSpikeConfig, object]], data, sc: StdpCfg, xp
 
     # ---- the trained rule first: its pairing window under every pulse of the sweep -------------
     detail["pairing_sweep"] = {}
-    for model, (mcfg, _) in models.items():
+    for model, (mcfg, _) in deterministic.items():
         rows = []
         for pulse, steps in zip(sc.pairing_sweep_pulses, sc.pairing_sweep_steps):
             res = stdp.pairing(offsets, mcfg.neuron, sc.pairing_weight, pulse, steps, sc.pairing_rest)

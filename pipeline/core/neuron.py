@@ -156,6 +156,7 @@ class Bernoulli:
     """S ~ Bernoulli(s): the rate encodes s, with binomial noise."""
 
     kernel_code = 1
+    stochastic = True  # its spikes are random draws (a model without this attribute is deterministic)
 
     @staticmethod
     def emit(s, a, neuron: NeuronModel, xp: ModuleType, rng=None):
