@@ -5,6 +5,7 @@ path, beside this machine's limits measured in the same run.
     python benchmarks/bench.py --examples 60000       # a full epoch
     python benchmarks/bench.py --section eqspike --json out.json
     python benchmarks/bench.py --device gpu           # CuPy (array engine)
+    python benchmarks/bench.py --section depth        # two hidden layers (depth/params.yaml) beside one
 
 What is timed is ``pipeline.models.train.fit`` for one epoch on the first ``--examples`` training
 examples and ``--test`` test examples, with the model built from ``params.yaml`` exactly as the
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -44,7 +46,7 @@ from pipeline.core.network import copy_params, init_params  # noqa: E402
 from pipeline.data.idx import Dataset, load  # noqa: E402
 from pipeline.models import ep, eqspike
 from pipeline.models.train import fit, test  # noqa: E402
-from runner.config import REPO, load_config  # noqa: E402
+from runner.config import PARAMS_ENV, REPO, load_config  # noqa: E402
 
 EPOCH = 60_000
 
@@ -171,11 +173,36 @@ def bench_eqspike(cfg, data, xp, variants, peak: float, l2: float) -> dict:
     return out
 
 
+def bench_depth(cfg, overrides, data, xp, machine) -> dict:
+    """The compiled engines (EqSpike with its event-driven input layer, rate EP) on the
+    two-hidden-layer config of depth/ beside the one-hidden-layer config, in the same process."""
+    os.environ[PARAMS_ENV] = "depth/params.yaml"
+    try:
+        _, deep = load_config(overrides)
+    finally:
+        os.environ.pop(PARAMS_ENV)
+    out = {}
+    for label, c in (("one hidden layer", cfg), ("two hidden layers", deep)):
+        eq = bench_eqspike(c, data, xp, [("compiled", "event")], machine["gemm_gflops"], machine["cache_gb_per_s"])
+        out[label] = {"sizes": c.eqspike.sizes, "eqspike": eq["compiled/event"],
+                      "ep_sizes": c.ep.sizes, "ep": bench_ep(c, data, xp, ["compiled"])["compiled"],
+                      "eqspike_T_K": [c.eqspike.T, c.eqspike.K], "ep_T_K": [c.ep.T, c.ep.K]}
+        r = out[label]
+        print(f"{label}: EqSpike {'-'.join(map(str, c.eqspike.sizes))} (T {c.eqspike.T}, K {c.eqspike.K}) "
+              f"{r['eqspike']['seconds_per_epoch']:.1f} s per epoch, {100 * r['eqspike']['input_share_of_synaptic_events']:.0f} % "
+              f"of synaptic events from the input layer; rate EP (T {c.ep.T}, K {c.ep.K}) {r['ep']['seconds_per_epoch']:.2f} s per epoch")
+    one, two = out["one hidden layer"], out["two hidden layers"]
+    print(f"two hidden layers / one: EqSpike {two['eqspike']['seconds_per_epoch'] / one['eqspike']['seconds_per_epoch']:.2f}x, "
+          f"rate EP {two['ep']['seconds_per_epoch'] / one['ep']['seconds_per_epoch']:.2f}x per epoch")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", type=int, default=6000, help="training examples timed per model")
     ap.add_argument("--test", type=int, default=1000, help="test examples evaluated after the epoch")
-    ap.add_argument("--section", choices=("all", "ep", "eqspike"), default="all")
+    ap.add_argument("--section", choices=("all", "ep", "eqspike", "depth"), default="all",
+                    help="depth: the compiled engines on depth/'s two-hidden-layer config beside params.yaml's")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. eqspike.T=40")
@@ -214,6 +241,8 @@ def main(argv=None) -> int:
         if "array/event" in figures["eqspike"] and "compiled/event" in figures["eqspike"]:
             e = figures["eqspike"]
             print(f"EqSpike compiled/event vs array: {e['array/event']['seconds_per_epoch'] / e['compiled/event']['seconds_per_epoch']:.1f}x faster")
+    if args.section == "depth":
+        figures["depth"] = bench_depth(cfg, args.overrides, data, xp, figures)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
