@@ -174,8 +174,9 @@ def bench_eqspike(cfg, data, xp, variants, peak: float, l2: float) -> dict:
 
 
 def bench_depth(cfg, overrides, data, xp, machine) -> dict:
-    """The compiled engines (EqSpike with its event-driven input layer, rate EP) on the
-    two-hidden-layer config of depth/ beside the one-hidden-layer config, in the same process."""
+    """The compiled engines (EqSpike with its event-driven input layer, rate EP; rate EP's array
+    engine beside it) on the two-hidden-layer config of depth/ beside the one-hidden-layer config,
+    in the same process."""
     os.environ[PARAMS_ENV] = "depth/params.yaml"
     try:
         _, deep = load_config(overrides)
@@ -185,15 +186,16 @@ def bench_depth(cfg, overrides, data, xp, machine) -> dict:
     for label, c in (("one hidden layer", cfg), ("two hidden layers", deep)):
         eq = bench_eqspike(c, data, xp, [("compiled", "event")], machine["gemm_gflops"], machine["cache_gb_per_s"])
         out[label] = {"sizes": c.eqspike.sizes, "eqspike": eq["compiled/event"],
-                      "ep_sizes": c.ep.sizes, "ep": bench_ep(c, data, xp, ["compiled"])["compiled"],
+                      "ep_sizes": c.ep.sizes, **{f"ep_{k}": v for k, v in bench_ep(c, data, xp, ["compiled", "array"]).items()},
                       "eqspike_T_K": [c.eqspike.T, c.eqspike.K], "ep_T_K": [c.ep.T, c.ep.K]}
         r = out[label]
         print(f"{label}: EqSpike {'-'.join(map(str, c.eqspike.sizes))} (T {c.eqspike.T}, K {c.eqspike.K}) "
               f"{r['eqspike']['seconds_per_epoch']:.1f} s per epoch, {100 * r['eqspike']['input_share_of_synaptic_events']:.0f} % "
-              f"of synaptic events from the input layer; rate EP (T {c.ep.T}, K {c.ep.K}) {r['ep']['seconds_per_epoch']:.2f} s per epoch")
+              f"of synaptic events from the input layer; rate EP (T {c.ep.T}, K {c.ep.K}) {r['ep_compiled']['seconds_per_epoch']:.2f} s per epoch "
+              f"compiled, {r['ep_array']['seconds_per_epoch']:.2f} s array (batched products)")
     one, two = out["one hidden layer"], out["two hidden layers"]
     print(f"two hidden layers / one: EqSpike {two['eqspike']['seconds_per_epoch'] / one['eqspike']['seconds_per_epoch']:.2f}x, "
-          f"rate EP {two['ep']['seconds_per_epoch'] / one['ep']['seconds_per_epoch']:.2f}x per epoch")
+          f"rate EP {two['ep_compiled']['seconds_per_epoch'] / one['ep_compiled']['seconds_per_epoch']:.2f}x per epoch (compiled)")
     return out
 
 

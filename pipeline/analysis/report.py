@@ -144,7 +144,8 @@ def claims_rows(agg: dict | None, energy: dict | None, stdp: dict | None,
         for model, m in stdp["models"].items():
             w = m["groups"]["hidden synapses"]["trace"]
             main = w.get("net") or w["nudged+"]
-            rows.append([f"C5 STDP window, {model} (g {m['leak']:g}), hidden synapses, pre->post trace term",
+            rows.append([f"C5 STDP window, {model} ({m.get('neuron', 'sigma_delta')}, g {m['leak']:g}), hidden synapses, "
+                         "pre->post trace term",
                          "STDP-like window (tau+ 16.8 ms, tau- 33.7 ms)", stdp_taus(main),
                          f"area ratio {fmt_iv(main['area_ratio'], '.2f')} (theory 1)", main["verdict"]])
         controls = {n: c for n, c in stdp.get("controls", {}).items() if isinstance(c, dict)}
@@ -551,7 +552,8 @@ def build(ep: dict, eqs: dict, stdp: dict, energy: dict, facts: dict) -> list[tu
               f"{eqs['synaptic_events_per_inference']:,.0f} synaptic events; per training example "
               f"{eqs['weight_updates_per_training_example']:,.0f} spike-triggered weight updates."),
         ("h", 2, "C5: STDP"),
-        ("p", "In each trained network (the default, with a state leak g; the variant, memoryless), during the learning phases of "
+        ("p", "In each trained network (the default, with a state leak g; the variant, memoryless; the stochastic "
+              "model, the default with Bernoulli spikes), during the learning phases of "
               f"{stdp['n_examples']} training examples: every pre/post spike pair within "
               f"+-{stdp['max_dt_steps']} steps of a spike-triggered update, per-bin mean dw minus a shuffle "
               f"control ({stdp.get('control', 'other_example')}: partners from another example of the batch, or "
