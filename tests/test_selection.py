@@ -126,3 +126,22 @@ def test_the_pipelines_beside_the_paper_are_tuned_by_the_same_protocol(monkeypat
 def test_a_missing_run_of_a_pipeline_names_its_queue_command():
     with pytest.raises(ValueError, match=r"tune-depth-bp-0.*python -m cli.tune queue --pipeline depth bp"):
         selection.select("bp", PROTO, {}, 10000, DEFAULTS, "depth")
+
+
+def test_one_rule_serves_the_protocol_and_the_chip_table():
+    """``selection.rule``: a diverged candidate (None) never wins, a challenger within one standard
+    error leaves the default; the chip table's committed choices are what it gives."""
+    import json
+
+    from pipeline.analysis.chip_study import choose
+    from tests.conftest import REPO
+
+    assert selection.rule([0.90, None, 0.95], 2000)[:2] == (2, 2)
+    assert selection.rule([0.90, 0.905, None], 2000)[:2] == (0, 1)  # 0.5 points < one standard error (0.67)
+    with pytest.raises(ValueError, match="diverged"):
+        selection.rule([None, 0.9], 2000)
+    committed = json.loads((REPO / "results" / "chip" / "selection.json").read_text())
+    for m in committed["modes"].values():
+        scales = [c["lr_scale"] for c in m["candidates"]]
+        again = choose(scales, [c.get("val_accuracy") for c in m["candidates"]], committed["n_val"])
+        assert again["lr_scale"] == m["lr_scale"] and again["why"] == m["why"]

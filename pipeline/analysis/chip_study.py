@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.analysis import energy as en
-from pipeline.analysis.selection import standard_error
+from pipeline.analysis.selection import rule
 from pipeline.analysis.stats import accuracy_interval, equivalence
 from pipeline.core.events import Counts, to_json
 from pipeline.core.network import copy_params, init_params
@@ -54,7 +54,7 @@ class SelectionCfg(Checked):
     """How the learning rates of every update mode are chosen, with the same budget and rule for
     each: the mode's default learning-rate factor (``defaults[mode]``, eqspike.lr x it) times each
     of ``factors`` (1 first: the default), one seed, the last ``validation`` training examples held
-    out, the rule of every model (``selection.standard_error``) on the raw weights."""
+    out, the rule of every model (``selection.rule``) on the raw weights."""
 
     config_path = "chip.selection"
 
@@ -150,10 +150,7 @@ def choose(scales: Sequence[float], accs: Sequence[float | None], n_val: int) ->
     """The rule over one mode's candidates (the default first; None: diverged)."""
     if accs[0] is None:
         raise ValueError(f"chip selection: the default learning rate diverged (lr_scale {scales[0]})")
-    valid = [i for i, a in enumerate(accs) if a is not None]
-    best = max(valid, key=lambda i: accs[i])
-    se = standard_error(accs[0], n_val)
-    win = best if accs[best] - accs[0] > se else 0
+    win, best, se = rule(accs, n_val)  # the rule of every model (pipeline/analysis/selection.py)
     why = ("the default is best" if best == 0 else
            f"lr_scale {scales[best]:g} is within one standard error of the default" if win == 0 else
            f"lr_scale {scales[best]:g} beats the default by {100 * (accs[best] - accs[0]):.2f} points "

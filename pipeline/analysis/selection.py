@@ -77,6 +77,17 @@ def standard_error(accuracy: float, n: int) -> float:
     return math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / n)
 
 
+def rule(accuracies: Sequence[float | None], n_val: int) -> tuple[int, int, float]:
+    """The selection rule of every model (the default first; None: a candidate that diverged,
+    which never wins): the highest validation accuracy wins unless it beats the default by no
+    more than one standard error of the default's estimate. Returns (winner, best, standard error)."""
+    if accuracies[0] is None:
+        raise ValueError("the default candidate has no validation accuracy (it diverged)")
+    best = max((i for i, a in enumerate(accuracies) if a is not None), key=lambda i: accuracies[i])
+    se = standard_error(accuracies[0], n_val)
+    return (best if accuracies[best] - accuracies[0] > se else 0), best, se
+
+
 def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[str, float]], n_val: int,
            defaults: Mapping[str, Any], pipeline: str | None = None) -> dict:
     """Apply the rule to ``results`` (experiment name -> ``{"val_accuracy": ...}``, raw weights,
@@ -99,15 +110,15 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
                 if "val_accuracy_averaged" in results[n] else {})}
             for n, c in zip(names, protocol.candidates)]
     default = rows[0]
-    best = max(rows, key=lambda r: r["val_accuracy"])
-    se = standard_error(default["val_accuracy"], n_val)
-    if best is default or best["val_accuracy"] - default["val_accuracy"] <= se:
-        winner, why = default, (f"the default stays: the best challenger is within one standard error "
-                                f"({100 * se:.2f} points) of it" if best is not default else "the default is best")
+    win, top, se = rule([r["val_accuracy"] for r in rows], n_val)
+    winner, best = rows[win], rows[top]
+    if win == 0:
+        why = (f"the default stays: the best challenger is within one standard error "
+               f"({100 * se:.2f} points) of it" if top != 0 else "the default is best")
     else:
-        winner, why = best, (f"{best['experiment']} beats the default by "
-                             f"{100 * (best['val_accuracy'] - default['val_accuracy']):.2f} points "
-                             f"(> one standard error, {100 * se:.2f})")
+        why = (f"{best['experiment']} beats the default by "
+               f"{100 * (best['val_accuracy'] - default['val_accuracy']):.2f} points "
+               f"(> one standard error, {100 * se:.2f})")
     def value(row, k):
         logged = results[row["experiment"]].get("params", {}).get(k)
         if logged is not None:
