@@ -14,7 +14,7 @@ import sys
 
 from pipeline.analysis import beside, report
 from pipeline.config import Config
-from pipeline.core.io import atomic_write
+from pipeline.core.io import atomic_write, read_json
 from runner.config import REPO, params_file
 from runner.stage import stage_main
 from runner.tracking import Run
@@ -28,9 +28,9 @@ def worker(cfg: Config, run: Run) -> None:
         raise ValueError(f"beside.out: {params_file()} names no table or page (run it with the params of a "
                          "pipeline beside the paper's: EQSPIKE_PARAMS=fashion/params.yaml or depth/params.yaml)")
     name = params_file().split("/", 1)[0]
-    agg = report.read_json(REPO / cfg.aggregate.out.detail, f"{name}/dvc.yaml:aggregate")
+    agg = read_json(REPO / cfg.aggregate.out.detail, f"{name}/dvc.yaml:aggregate")
     bias_path = REPO / cfg.bias.out.detail
-    bias = report.read_json(bias_path, f"{name}/dvc.yaml:bias") if name == "depth" else None
+    bias = read_json(bias_path, f"{name}/dvc.yaml:bias") if name == "depth" else None
     sizes = {m: getattr(cfg, MODEL_CFG[m]).sizes for m in agg["summaries"]}
     n_train = cfg.data.n_train or cfg.data.train_images.shape[0]
     scale = (f"Dataset {cfg.data.name}: {n_train - cfg.data.validation:,} training examples, "

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.analysis import chip_study, energy_study, report
 from pipeline.config import Config
-from pipeline.core.io import atomic_write, write_json
+from pipeline.core.io import atomic_write, read_json, write_json
 from runner.config import REPO
 from runner.stage import stage_main
 from runner.tracking import Run
@@ -27,7 +27,7 @@ from runner.tracking import Run
 def worker(cfg: Config, run: Run) -> None:
     study = cfg.chip
     rows_path = REPO / study.out.rows
-    trained = report.read_json(rows_path, "chip/dvc.yaml:chip_train")
+    trained = read_json(rows_path, "chip/dvc.yaml:chip_train")
     try:
         with np.load(rows_path.with_suffix(".npz"), allow_pickle=False) as z:
             predicted = {k: z[k] for k in z.files}
@@ -46,7 +46,7 @@ def worker(cfg: Config, run: Run) -> None:
     margin = cfg.aggregate.margins.reproduced
     tab = chip_study.table(study, rows, dyn, neuro[name], name, ecfg.host_mac_pj.value,
                            cfg.report.paper_eqspike_accuracy, margin,
-                           report.read_json(REPO / study.out.selection, "chip/dvc.yaml:chip_select"),
+                           read_json(REPO / study.out.selection, "chip/dvc.yaml:chip_select"),
                            trained["n_train"])
     out = study.out
     write_json(REPO / out.table, tab)

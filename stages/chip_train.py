@@ -9,14 +9,13 @@ once; writes ``chip.out.rows`` (JSON) and every network's per-example test predi
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
 
 from pipeline.analysis import chip_study
 from pipeline.config import Config
-from pipeline.core.io import atomic_write, write_json
+from pipeline.core.io import atomic_write, read_json, write_json
 from pipeline.data.idx import load
 from runner.config import REPO
 from runner.stage import stage_main
@@ -25,10 +24,7 @@ from runner.tracking import Run
 
 def worker(cfg: Config, run: Run) -> None:
     study = cfg.chip
-    path = REPO / study.out.selection
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run chip_select first (dvc repro chip/dvc.yaml)")
-    selection = json.loads(path.read_text())
+    selection = read_json(REPO / study.out.selection, "chip/dvc.yaml:chip_select")
     dyn, data_cfg = chip_study.scaled(study, cfg.eqspike, cfg.data)
     data = load(data_cfg, REPO)
     rows = chip_study.train_rows(study, dyn, data, selection, cfg.runtime.dtype, cfg.train.ema_decay,

@@ -18,7 +18,7 @@ import yaml
 from pipeline.analysis import report as rp
 from pipeline.analysis.headline import headline
 from pipeline.config import Config
-from pipeline.core.io import atomic_write, write_json
+from pipeline.core.io import atomic_write, read_json, write_json
 from runner.config import PARAMS_FILE, REPO, seed_paths
 from runner.stage import stage_main
 from runner.tracking import Run, config_overrides, git, latest_stage_runs
@@ -32,7 +32,7 @@ def worker(cfg: Config, run: Run) -> None:
     inputs = {"ep": (ep_run.metrics, "train_ep"), "eqspike": (eq_run.metrics, "train_eqspike"),
               "aggregate": (REPO / cfg.aggregate.out.detail, "aggregate"), "bias": (REPO / cfg.bias.out.detail, "bias"),
               "stdp": (REPO / cfg.stdp.out.detail, "stdp"), "energy": (REPO / cfg.energy.out.detail, "energy")}
-    read = {name: rp.read_json(path, stage) for name, (path, stage) in inputs.items()}
+    read = {name: read_json(path, stage) for name, (path, stage) in inputs.items()}
     tuning = REPO / cfg.report.tuning
     read["tuning"] = json.loads(tuning.read_text()) if tuning.is_file() else {}
     md_path, html_path = REPO / cfg.report.out.markdown, REPO / cfg.report.out.html

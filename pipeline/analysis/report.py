@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -365,14 +364,6 @@ def to_html(blocks: Sequence[Block], title: str, base: Path) -> str:
              "pre{background:#f6f6f6;padding:8px;overflow-x:auto}figcaption{font-size:85%;color:#555}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def read_json(path: Path, stage: str) -> dict:
-    """A stage's JSON output; a missing file names the stage that writes it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the {stage} stage first (dvc repro {stage})")
-    return json.loads(path.read_text())
 
 
 def facts(cfg, read: dict, figures: dict, runs: dict, commit: str, experiment: str, overrides: list) -> dict:

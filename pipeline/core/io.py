@@ -50,6 +50,14 @@ def load_params(path: Path, xp, sizes, prefix: str = ""):
     return params, extra
 
 
+def read_json(path: Path, stage: str) -> dict:
+    """A stage's JSON output; a missing file names the stage that writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the {stage} stage first (dvc repro {stage})")
+    return json.loads(path.read_text())
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
