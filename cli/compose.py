@@ -48,7 +48,8 @@ def compose_text(overrides: list[str]) -> str:
 
 
 # the training stages and the config key of the model each trains
-TRAINED = {"train_ep": "ep", "train_bp": "bp", "train_eqspike": "eqspike", "train_eqspike_variant": "variant"}
+TRAINED = {"train_ep": "ep", "train_bp": "bp", "train_eqspike": "eqspike", "train_eqspike_variant": "variant",
+           "train_eqspike_stochastic": "stochastic"}
 
 
 def beside_stage(params: str, has_bias: bool, kept) -> dict:
