@@ -23,9 +23,11 @@ from runner.tracking import Run
 def worker(cfg: Config, run: Run) -> None:
     models = {"eqspike": cfg.eqspike, "eqspike_variant": cfg.variant, "eqspike_stochastic": cfg.stochastic}
     paths = {name: seed_paths(m.out, cfg.runtime.seed).weights for name, m in models.items()}
+    stages = {"eqspike": f"train_eqspike@{cfg.runtime.seed}", "eqspike_variant": f"train_eqspike_variant@{cfg.runtime.seed}",
+              "eqspike_stochastic": "train_eqspike_stochastic"}  # the stochastic model: one seed, no matrix
     for name, path in paths.items():  # every input named before any work
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: train it first (dvc repro train_{name}@{cfg.runtime.seed})")
+            raise FileNotFoundError(f"{path} is missing: train it first (dvc repro {stages[name]})")
     xp = get_xp(cfg.runtime.device)
     trained = {name: (m, load_params(paths[name], xp, m.sizes)[0]) for name, m in models.items()}
     snapshots = {}

@@ -79,7 +79,7 @@ def test_crafted_weights_file_is_rejected_with_a_clear_message(kind, message, tm
     _, data = mnist_like_dir
     crafted(tmp_path / "seed0.npz", kind)
     assert main([*data, f"eqspike.out.models={tmp_path}", f"variant.out.models={tmp_path}",
-                 "eqspike.sizes=[784,16,10]"]) == 1
+                 f"stochastic.out.models={tmp_path}", "eqspike.sizes=[784,16,10]"]) == 1
     err = capsys.readouterr().err
     assert message in err and str(tmp_path / "seed0.npz") in err
 
