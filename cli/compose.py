@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import Config
+from pipeline.config import MODEL_KEYS, Config
 from pipeline.core.io import atomic_write
 from pipeline.core.schema import ConfigError, parse
 from runner.config import OWN_PARAMS, OWN_STAGES, PARAMS_ENV, PARAMS_FILE, REPO
@@ -48,8 +48,7 @@ def compose_text(overrides: list[str]) -> str:
 
 
 # the training stages and the config key of the model each trains
-TRAINED = {"train_ep": "ep", "train_bp": "bp", "train_eqspike": "eqspike", "train_eqspike_variant": "variant",
-           "train_eqspike_stochastic": "stochastic"}
+TRAINED = {f"train_{model}": key for model, key in MODEL_KEYS.items()}
 
 
 def beside_stage(params: str, has_bias: bool, kept) -> dict:

@@ -62,6 +62,10 @@ class TrackingCfg:
 # the config groups that are sets of overrides deep-merged over ``eqspike``
 MERGED_OVER_EQSPIKE = ("variant", "stochastic")
 
+# each trained model's name (its stage is ``train_<name>``, its summaries' key) and its config key
+MODEL_KEYS = {"ep": "ep", "eqspike": "eqspike", "eqspike_variant": "variant", "bp": "bp",
+              "eqspike_stochastic": "stochastic"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
@@ -96,6 +100,10 @@ class Config:
             if isinstance(data.get(key), Mapping) and isinstance(data.get("eqspike"), Mapping):
                 data = {**data, key: deep_merge(data["eqspike"], data[key])}
         return data
+
+    def model(self, name: str):
+        """The config of the model ``name`` (a key of ``MODEL_KEYS``: ``eqspike_variant`` -> ``variant``)."""
+        return getattr(self, MODEL_KEYS[name])
 
     def check(self, path: str) -> None:
         if self.variant.out == self.eqspike.out:

@@ -146,7 +146,15 @@ def mark_stale_runs(mlflow_module, experiment_id: str, stage: str) -> list[str]:
             continue
         if pid <= 0 or _alive(pid):
             continue
-        client.set_tag(r.info.run_id, "error", f"process {pid} ended without closing the run (killed)")
+        try:
+            client.set_tag(r.info.run_id, "error", f"process {pid} ended without closing the run (killed)")
+        except mlflow_module.exceptions.MlflowException:
+            # two starts of this stage at once (two queue workers) both found it: the other one's
+            # tag went in first (a unique key); anything else is a real failure
+            if "error" not in client.get_run(r.info.run_id).data.tags:
+                raise
+            client.set_terminated(r.info.run_id, status="KILLED")
+            continue
         client.set_terminated(r.info.run_id, status="KILLED")
         stale.append(r.info.run_id)
     return stale

@@ -38,8 +38,7 @@ def read_predictions(path, stage: str) -> dict:
 
 
 def worker(cfg: Config, run: Run) -> None:
-    every = {"ep": cfg.ep, "eqspike": cfg.eqspike, "eqspike_variant": cfg.variant, "bp": cfg.bp}
-    models = {name: every[name] for name in cfg.aggregate.models}
+    models = {name: cfg.model(name) for name in cfg.aggregate.models}
     per_seed, predictions = {}, {}
     for name, m in models.items():
         paths = [seed_paths(m.out, seed).metrics for seed in cfg.runtime.seeds]

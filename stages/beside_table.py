@@ -15,11 +15,9 @@ import sys
 from pipeline.analysis import beside, report
 from pipeline.config import Config
 from pipeline.core.io import atomic_write, read_json
-from runner.config import REPO, params_file
+from runner.config import OWN_STAGES, REPO, own_experiment, params_file
 from runner.stage import stage_main
 from runner.tracking import Run
-
-MODEL_CFG = {"ep": "ep", "eqspike": "eqspike", "eqspike_variant": "variant", "bp": "bp"}
 
 
 def worker(cfg: Config, run: Run) -> None:
@@ -27,11 +25,11 @@ def worker(cfg: Config, run: Run) -> None:
     if not (out.table_md and out.page_md and out.page_html):
         raise ValueError(f"beside.out: {params_file()} names no table or page (run it with the params of a "
                          "pipeline beside the paper's: EQSPIKE_PARAMS=fashion/params.yaml or depth/params.yaml)")
-    name = params_file().split("/", 1)[0]
+    name = own_experiment(params_file())
     agg = read_json(REPO / cfg.aggregate.out.detail, f"{name}/dvc.yaml:aggregate")
     bias_path = REPO / cfg.bias.out.detail
-    bias = read_json(bias_path, f"{name}/dvc.yaml:bias") if name == "depth" else None
-    sizes = {m: getattr(cfg, MODEL_CFG[m]).sizes for m in agg["summaries"]}
+    bias = read_json(bias_path, f"{name}/dvc.yaml:bias") if "bias" in OWN_STAGES[name] else None
+    sizes = {m: cfg.model(m).sizes for m in agg["summaries"]}
     n_train = cfg.data.n_train or cfg.data.train_images.shape[0]
     scale = (f"Dataset {cfg.data.name}: {n_train - cfg.data.validation:,} training examples, "
              f"{cfg.data.n_test or cfg.data.test_images.shape[0]:,} test examples; seeds {list(agg['seeds'])}.")

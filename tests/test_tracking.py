@@ -124,3 +124,46 @@ def test_run_left_running_by_a_killed_process_is_marked_killed(mlflow_store, cap
     assert client.get_run(other.info.run_id).info.status == "RUNNING"  # another stage: not ours to close
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"  # its process still runs
     assert f"marked the stale MLflow run {stale.info.run_id} KILLED" in capsys.readouterr().err
+
+
+def test_two_starts_closing_the_same_stale_run_both_go_on(mlflow_store, monkeypatch):
+    """Two queue workers start the same stage at once and find the same stale run: the second
+    one's tag hits the unique key the first one's wrote; it goes on and the run ends KILLED."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client = mlflow.MlflowClient(tracking_uri=mlflow_store)
+    exp_id = client.create_experiment("eqspike")
+    stale = client.create_run(exp_id, tags={"stage": "demo", "host": socket.gethostname(), "pid": str(dead.pid)})
+    original = mlflow.MlflowClient.set_tag
+
+    def raced(self, run_id, key, value, **kw):
+        if key == "error":  # the other worker's insert lands first, then ours fails
+            original(self, run_id, key, "the other worker's", **kw)
+            raise mlflow.exceptions.MlflowException("UNIQUE constraint failed: tags.key, tags.run_uuid")
+        return original(self, run_id, key, value, **kw)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_tag", raced)
+    assert stage_main("demo", lambda cfg, run: None)([]) == 0
+    assert client.get_run(stale.info.run_id).info.status == "KILLED"
+
+
+def test_a_failing_tag_on_a_stale_run_is_not_hidden(mlflow_store, monkeypatch):
+    """The negative case: the tag fails and nobody else wrote it: the error is not swallowed."""
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client = mlflow.MlflowClient(tracking_uri=mlflow_store)
+    exp_id = client.create_experiment("eqspike")
+    client.create_run(exp_id, tags={"stage": "demo", "host": socket.gethostname(), "pid": str(dead.pid)})
+
+    def broken(self, run_id, key, value, **kw):
+        raise mlflow.exceptions.MlflowException("database is locked")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_tag", broken)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="database is locked"):
+        stage_main("demo", lambda cfg, run: None)([])

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.analysis.aggregate import LABELS
-from pipeline.analysis.report import Block, gap_text
+from pipeline.analysis.report import Block, gap_text, to_markdown
 from pipeline.core.schema import opt, req
 
 
@@ -133,7 +133,5 @@ def blocks(cfg: BesideCfg, agg: Mapping, sizes: Mapping[str, Sequence[int]], sca
 
 
 def markdown_table(agg: Mapping, sizes: Mapping[str, Sequence[int]]) -> str:
-    """The model table alone, as Markdown."""
-    lines = ["| " + " | ".join(MODEL_HEADER) + " |", "|" + "|".join("---" for _ in MODEL_HEADER) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in model_rows(agg, sizes)]
-    return "\n".join(lines) + "\n"
+    """The model table alone, as Markdown (the page's own table block)."""
+    return to_markdown([("table", MODEL_HEADER, model_rows(agg, sizes))])
