@@ -69,11 +69,10 @@ def write_preset(out_dir: Path, slug: str, entry: dict) -> Path:
 
 
 def workloads(cfg, xp, batch: int):
-    """``{workload: (infer(), train())}``, each returning the examples it processed."""
+    """``{workload: (infer(), train())}``, each returning the examples it processed; the models
+    the stages train, with params.yaml's configs (on a GPU, CuPy's array engine)."""
     from pipeline.core.network import init_params
     from pipeline.models import bp, ep, eqspike
-    from stages.train_ep import dynamics as ep_dynamics
-    from stages.train_eqspike import dynamics as spike_dynamics
 
     rng = np.random.default_rng(0)
     out = {}
@@ -83,9 +82,9 @@ def workloads(cfg, xp, batch: int):
         params = init_params(sizes, 0, xp)
         lr = [1e-4] * (len(sizes) - 1)
         if name == "spiking_sim":
-            model = eqspike.EqSpikeModel(spike_dynamics(cfg.eqspike, cfg.neuron, engine="array"), xp, 0, batch)
+            model = eqspike.EqSpikeModel(cfg.eqspike, xp, 0, batch)
         elif name == "rate_ep":
-            model = ep.EPModel(ep_dynamics(cfg.ep), xp, batch)
+            model = ep.EPModel(cfg.ep, xp, batch)
         else:
             model = bp.BPModel(xp, batch)
 

@@ -260,3 +260,22 @@ def test_measured_preset_written_by_the_nvml_script_is_a_valid_preset(tmp_path):
     (name, m), = load_presets(tmp_path, "measured", MeasuredGpuCfg).items()
     assert path.stem == name == "nvidia_h200_mlp_bp_b1"
     assert (m.kind, m.workload, m.batch, m.training_j.value) == ("measured", "mlp_bp", 1, 5e-3)
+
+
+def test_the_nvml_scripts_workloads_run_the_models_the_stages_train():
+    """Its three workloads are built from today's models and configs (run here with NumPy on a
+    batch of 2; on a GPU the same code gets CuPy): a renamed model or config fails here."""
+    import importlib.util
+
+    import numpy as np
+
+    from runner.config import load_config
+
+    spec = importlib.util.spec_from_file_location("mge", REPO / "scripts" / "measure_gpu_energy.py")
+    mge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mge)
+    _, cfg = load_config(["eqspike.T=4", "eqspike.K=2", "eqspike.eval_avg_steps=2", "ep.T=4", "ep.K=2"])
+    work = mge.workloads(cfg, np, 2)
+    assert set(work) == {"spiking_sim", "rate_ep", "mlp_bp"}
+    for infer, train in work.values():
+        assert infer() == 2 and train() == 2

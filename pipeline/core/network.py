@@ -75,11 +75,15 @@ def load_weights(path, xp: ModuleType = np, prefix: str = "") -> tuple[Params, d
 
 
 def ema_update(avg: Params, params: Params, decay: float) -> None:
-    """avg <- decay avg + (1 - decay) w for every array (the weight average), in place: one
-    compiled pass per array on the CPU, array operations on a GPU."""
-    xp = array_module(params.W[0])
-    for a, w in zip(avg.W + avg.b, params.W + params.b):
-        if xp is np:
+    """avg <- decay avg + (1 - decay) w for every array (the weight average), in place."""
+    ema_arrays(avg.W + avg.b, params.W + params.b, decay)
+
+
+def ema_arrays(avgs, ws, decay: float) -> None:
+    """``ema_update`` on lists of arrays (``a`` and ``w`` of one shape): one compiled pass per
+    contiguous NumPy array, array operations otherwise (a GPU; a strided view)."""
+    for a, w in zip(avgs, ws, strict=True):
+        if array_module(a) is np and a.flags.c_contiguous and w.flags.c_contiguous:
             t = a.dtype.type
             ema_pass(a.reshape(-1), w.reshape(-1), t(decay), t(1.0 - decay))
         else:

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.core.events import Counts, to_json
-from pipeline.core.network import Params, init_params
+from pipeline.core.network import Params, ema_arrays, init_params
 from pipeline.core.schema import Checked, ConfigError, opt, req
 from pipeline.models.eqspike.chip_kernel import MODE_CONTINUAL, MODE_EXAMPLE, chip_kernel, stochastic_round
 from pipeline.models.eqspike.dynamics import EqSpikeConfig
@@ -242,9 +242,7 @@ def train_networks(dyn: EqSpikeConfig, nets: Sequence[Net], data, dtype: str = "
 
             list(pool.map(one, range(len(nets))))
             if ema is not None:
-                for a, w in zip(ema.arrays(), nw.arrays()):
-                    a *= ema_decay
-                    a += (1.0 - ema_decay) * w
+                ema_arrays(ema.arrays(), nw.arrays(), ema_decay)
         seconds = time.perf_counter() - t0
         finite = [bool(np.isfinite(nw.biases[i]).all() and np.isfinite(nw.W0s[i]).all()) for i in range(len(nets))]
         counts = [epoch_counts(dyn, raw[i], n) for i in range(len(nets))]

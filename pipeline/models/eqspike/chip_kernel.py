@@ -108,12 +108,7 @@ def stochastic_round(values, lo, step, top, state):
     """``values`` (1-D, in place) onto the grid lo + k step, k = 0..top, by stochastic rounding
     from the grid's zero point (the initial weights; the round-trip and unbiasedness tests)."""
     for i in range(values.shape[0]):
-        x = (values[i] - lo) / step
-        k = math.floor(x)
-        if _uniform(state) < x - k:
-            k += 1
-        k = min(max(k, 0.0), top)
-        values[i] = lo + k * step
+        values[i] = lo + _round_to((values[i] - lo) / step, _uniform(state), top) * step
 
 
 @njit(error_model="numpy", cache=True)
