@@ -64,7 +64,7 @@ class LauncherCfg:
     workdir: str = req(min_len=1)  # job checkouts and submitit's logs
     checkpoint_root: str = req(min_len=1)  # $EQSPIKE_CHECKPOINT_ROOT of the jobs
     threads: int | None = opt(None, ge=1)  # $EQSPIKE_THREADS of a job; None: cpus_per_task
-    max_parallel: int = opt(0, ge=0)  # slurm array parallelism (0: no limit)
+    max_parallel: int = opt(0, ge=0)  # jobs of one sweep at once (0: no limit); local: the head waits
 
 
 def load_launcher(name: str, directory: Path = LAUNCHERS) -> LauncherCfg:
@@ -210,6 +210,9 @@ def launch(items: list[str], launcher: str, sweep: str | None, overrides: list[s
     lc = load_launcher(launcher)
     check_items(items)
     _, cfg = load_config(overrides)  # the overrides must make a valid config before any job starts
+    if not wait and lc.executor == "local" and lc.max_parallel:
+        raise ConfigError(f"--no-wait: conf/launcher/{launcher}.yaml runs {lc.max_parallel} jobs at a time on "
+                          "this machine, so the head stays to start each next one (set max_parallel: 0, or wait)")
     if git("status", "--porcelain", "--untracked-files=no"):
         raise ConfigError("the working tree has uncommitted changes: jobs check out a commit, commit first")
     commit = git("rev-parse", "HEAD")
@@ -238,11 +241,37 @@ def launch(items: list[str], launcher: str, sweep: str | None, overrides: list[s
                      threads=lc.threads or lc.cpus_per_task, tracking_uri=uri, parent_run_id=parent_id,
                      experiment=cfg.tracking.experiment, python_bin=python_bin) for i in items]
     ex = executor_for(lc, workdir / sweep / "submitit")
-    jobs = [ex.submit(run_job, s) for s in specs]
-    print(f"sweep {sweep}: {len(jobs)} jobs submitted ({launcher}); MLflow parent run {parent_id}")
-    if not wait:
-        return 0
+    if lc.executor == "local" and lc.max_parallel:
+        # submitit's local executor starts every job at once: the head submits the next one when
+        # one ends, so that at most max_parallel share the machine's cores
+        print(f"sweep {sweep}: {len(specs)} jobs, {lc.max_parallel} at a time ({launcher}); "
+              f"MLflow parent run {parent_id}", flush=True)
+        jobs = submit_limited(ex, run_job, specs, lc.max_parallel)
+    else:
+        jobs = [ex.submit(run_job, s) for s in specs]
+        print(f"sweep {sweep}: {len(jobs)} jobs submitted ({launcher}); MLflow parent run {parent_id}")
+        if not wait:
+            return 0
     return report(sweep, launcher, overrides, jobs, items, parent_id)
+
+
+def submit_limited(ex, fn, specs: list, limit: int, poll_s: float = 2.0) -> list:
+    """Submit ``fn(spec)`` for every spec in order, at most ``limit`` unfinished at once; returns
+    the jobs (all done) in the order of ``specs``."""
+    jobs: list = []
+    running: list = []
+    for spec in specs:
+        while len(running) >= limit:
+            running = [j for j in running if not j.done()]
+            if len(running) >= limit:
+                time.sleep(poll_s)
+        job = ex.submit(fn, spec)
+        print(f"  started {spec.item}", flush=True)
+        jobs.append(job)
+        running.append(job)
+    while any(not j.done() for j in running):
+        time.sleep(poll_s)
+    return jobs
 
 
 def report(sweep, launcher, overrides, jobs, items, parent_run_id) -> int:

@@ -147,6 +147,55 @@ def test_launcher_configs_are_valid_and_bad_ones_are_named(tmp_path):
         load_launcher("nope", tmp_path)
 
 
+def test_local_launcher_runs_at_most_max_parallel_jobs_at_once():
+    """The head submits the next job when one ends: never more than the limit unfinished, every
+    item submitted once, in order; the jobs come back in the items' order."""
+    from types import SimpleNamespace
+
+    from cli.launch import submit_limited
+
+    clock = {"t": 0}
+    live: list = []
+    peak = {"n": 0}
+
+    class Job:
+        def __init__(self, spec, length):
+            self.spec, self.end = spec, clock["t"] + length
+
+        def done(self):
+            clock["t"] += 1  # time passes as the head polls
+            return clock["t"] >= self.end
+
+    class Executor:
+        def __init__(self):
+            self.submitted = []
+
+        def submit(self, fn, spec):
+            job = Job(spec, length=3 + len(self.submitted) % 3)
+            self.submitted.append(spec.item)
+            live[:] = [j for j in live if clock["t"] < j.end] + [job]
+            peak["n"] = max(peak["n"], len(live))
+            return job
+
+    specs = [SimpleNamespace(item=f"train_ep@{i}") for i in range(7)]
+    for limit, expected_peak in ((2, 2), (3, 3)):
+        ex, clock["t"], peak["n"] = Executor(), 0, 0
+        live.clear()
+        jobs = submit_limited(ex, None, specs, limit, poll_s=0)
+        assert ex.submitted == [s.item for s in specs] and [j.spec for j in jobs] == specs
+        assert peak["n"] == expected_peak  # the limit is reached, never passed
+        assert all(clock["t"] >= j.end for j in jobs)  # all done when it returns
+
+
+def test_local_launcher_with_a_limit_refuses_no_wait(toy_repo):
+    """--no-wait would leave nobody to start the next job: named before anything is submitted."""
+    head, env = toy_repo
+    out = run([BIN / "python", "-m", "cli.launch", "train_ep@0", "--launcher", "local", "--no-wait"], head, env,
+              check=False)
+    assert out.returncode == 2 and "--no-wait" in out.stderr and "max_parallel" in out.stderr
+    assert not (head / ".scaleout" / "jobs").exists()
+
+
 def test_thread_cap_from_the_environment(monkeypatch):
     import numba
 
