@@ -195,7 +195,8 @@ def first_reached(sizes: str, max_k: int = 10) -> int:
     y = np.eye(10, dtype=np.float32)[np.arange(20) % 10]
     for k in range(1, max_k + 1):
         _, cfg = load_config([f"eqspike.sizes={sizes}", "eqspike.T=20", f"eqspike.K={k}",
-                              f"eqspike.lr=[{','.join(['0.1'] * n_layers)}]"])
+                              f"eqspike.lr=[{','.join(['0.1'] * n_layers)}]",
+                              f"variant.lr=[{','.join(['0.1'] * n_layers)}]"])  # its own rates: per layer too
         params = init_params(cfg.eqspike.sizes, 0)
         before = copy_params(params)
         eqspike.train_batch(params, x, y, cfg.eqspike, list(cfg.eqspike.lr), 1.0, None, Counts())

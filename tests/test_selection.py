@@ -87,7 +87,7 @@ def test_queue_commands_are_argument_lists_of_dvc_experiments():
     first, second = cmds[0], cmds[1]
     assert first[:6] == ["dvc", "exp", "run", "--queue", "-n", "tune-eqspike_variant-0"]
     assert "data.validation=10000" in first and "runtime.seeds=[0]" in first and first[-1] == "train_eqspike_variant@0"
-    assert "+variant.lr=[0.32,0.16]" in second
+    assert "variant.lr=[0.32,0.16]" in second
 
 
 def test_every_candidate_composes_to_a_valid_config():
@@ -112,7 +112,7 @@ def test_the_pipelines_beside_the_paper_are_tuned_by_the_same_protocol(monkeypat
     assert (depth.budget, depth.validation, depth.seed) == (paper.budget, paper.validation, paper.seed)
     cmd = tune.queue_commands(fashion, "eqspike_variant", "fashion")[1]
     assert cmd[:6] == ["dvc", "exp", "run", "--queue", "-n", "tune-fashion-eqspike_variant-1"]
-    assert "fashion/params.yaml:data.validation=10000" in cmd and "fashion/params.yaml:+variant.lr=[0.32,0.16]" in cmd
+    assert "fashion/params.yaml:data.validation=10000" in cmd and "fashion/params.yaml:variant.lr=[0.32,0.16]" in cmd
     assert cmd[-1] == "fashion/dvc.yaml:train_eqspike_variant@0"
     assert tune.results_path("depth") == tune.REPO / "results" / "depth" / "tuning.json"
     monkeypatch.setenv("EQSPIKE_PARAMS", "depth/params.yaml")
@@ -145,3 +145,23 @@ def test_one_rule_serves_the_protocol_and_the_chip_table():
         scales = [c["lr_scale"] for c in m["candidates"]]
         again = choose(scales, [c.get("val_accuracy") for c in m["candidates"]], committed["n_val"])
         assert again["lr_scale"] == m["lr_scale"] and again["why"] == m["why"]
+
+
+def test_the_committed_configs_train_what_the_protocol_selected():
+    """Every model in results/tuning.json: the composed config holds its winner's final values
+    (a winner selected but not written into conf/, or conf/ moved since, fails here)."""
+    import json
+
+    from runner.config import load_config
+
+    results = json.loads((tune.RESULTS).read_text())
+    _, cfg = load_config([])
+    assert results, "results/tuning.json selects nothing"
+    for model, chosen in results.items():
+        for key, value in chosen["final"].items():
+            section, *path = key.split(".")
+            current = getattr(cfg, section)
+            for part in path:
+                current = getattr(current, part)
+            current = list(current) if isinstance(current, tuple) else current
+            assert current == value, f"{model}: {key} is {current} in conf/, the protocol chose {value}"

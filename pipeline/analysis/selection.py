@@ -123,7 +123,8 @@ def select(model: str, protocol: ModelProtocol, results: Mapping[str, Mapping[st
         logged = results[row["experiment"]].get("params", {}).get(k)
         if logged is not None:
             return yaml_value(logged)
-        return row["overrides"].get(k, row["overrides"].get("+" + k, defaults.get(k)))
+        given = {key.lstrip("+"): v for key, v in row["overrides"].items()}  # +key adds, ++key forces
+        return given.get(k, defaults.get(k))
 
     final = {k: value(winner, k) for k in protocol.knobs}
     provenance = []
