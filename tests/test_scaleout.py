@@ -187,13 +187,18 @@ def test_local_launcher_runs_at_most_max_parallel_jobs_at_once():
         assert all(clock["t"] >= j.end for j in jobs)  # all done when it returns
 
 
-def test_local_launcher_with_a_limit_refuses_no_wait(toy_repo):
-    """--no-wait would leave nobody to start the next job: named before anything is submitted."""
-    head, env = toy_repo
-    out = run([BIN / "python", "-m", "cli.launch", "train_ep@0", "--launcher", "local", "--no-wait"], head, env,
-              check=False)
-    assert out.returncode == 2 and "--no-wait" in out.stderr and "max_parallel" in out.stderr
-    assert not (head / ".scaleout" / "jobs").exists()
+def test_local_launcher_with_a_limit_refuses_no_wait(capsys):
+    """--no-wait would leave nobody to start the next job: named before anything is submitted
+    (in-process, on this repository: the refusal comes before git, DVC pushes or MLflow)."""
+    from cli.launch import load_launcher, main
+
+    assert load_launcher("local").max_parallel == 2
+    jobs = REPO / ".scaleout" / "jobs"
+    before = sorted(jobs.iterdir()) if jobs.is_dir() else []
+    assert main(["train_ep@0", "--launcher", "local", "--no-wait"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-wait" in err and "max_parallel" in err
+    assert (sorted(jobs.iterdir()) if jobs.is_dir() else []) == before  # no sweep started
 
 
 def test_thread_cap_from_the_environment(monkeypatch):
